@@ -1,0 +1,38 @@
+# Everything a newcomer needs: `make test`, then `make study` (or `make demo` for a quick look).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DATA_DIR ?= data/chisiec
+# Use the local copy of CHisIEC when the checkout has one beside it (no download needed).
+MIRROR := $(if $(wildcard ../shared/chisiec/train.txt),--mirror ../shared/chisiec,)
+STORAGE ?= sqlite:///results/study.db
+TRIALS ?= 50
+
+.PHONY: install test lint data train study demo best dashboard clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev,postgres]'
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+$(DATA_DIR)/train.txt: | install
+	$(PY) -m ner_core.datasets fetch chisiec $(MIRROR) --dest $(DATA_DIR)
+
+data: $(DATA_DIR)/train.txt
+
+# The notebook's configuration, trained once and tested.
+train: install data
+	$(PY) -m ner_core.train --data-dir $(DATA_DIR) --out results/notebook --test
+
+clean:
+	rm -rf results/*/ results/*.db results/*.db-* .pytest_cache

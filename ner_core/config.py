@@ -1,0 +1,137 @@
+"""One dataclass holding every hyperparameter of a training run, with JSON round-trip.
+
+The defaults are the notebook's configuration (../shared/seed): every other module reads its
+defaults from here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+OBJECTIVES = ("token-macro-f1", "entity-f1")
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of one training run. Defaults = the notebook's configuration."""
+
+    embed_dim: int = field(default=50, metadata={"help": "character embedding size"})
+    hidden_size: int = field(default=512, metadata={"help": "LSTM hidden size per direction"})
+    num_layers: int = field(default=3, metadata={"help": "stacked BiLSTM layers"})
+    dropout: float = field(default=0.5, metadata={"help": "dropout between LSTM layers and before the output"})
+    layer_norm: bool = field(default=True, metadata={"help": "LayerNorm on the LSTM output"})
+    attention: bool = field(default=True, metadata={"help": "scaled dot-product self-attention after the LSTM"})
+    batch_size: int = field(default=128, metadata={"help": "sentences per training batch"})
+    lr: float = field(default=5e-4, metadata={"help": "AdamW peak learning rate"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
+    max_epochs: int = field(default=30, metadata={"help": "epochs at most; also the cosine schedule's length"})
+    patience: int = field(default=10, metadata={"help": "stop after this many epochs without a better dev score"})
+    clip_norm: float = field(default=5.0, metadata={"help": "gradient norm clipping threshold"})
+    objective: str = field(
+        default="token-macro-f1",
+        metadata={"help": "dev score that picks the best epoch: token-macro-f1 or entity-f1"},
+    )
+    seed: int = field(default=42, metadata={"help": "random seed (same seed, same numbers)"})
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise UserError naming the first option out of range."""
+        positive = ("embed_dim", "hidden_size", "num_layers", "batch_size", "max_epochs")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise UserError(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if not self.lr > 0:
+            raise UserError(f"--lr must be positive, got {self.lr}")
+        if self.weight_decay < 0:
+            raise UserError(f"--weight-decay must be >= 0, got {self.weight_decay}")
+        if self.patience < 1:
+            raise UserError(f"--patience must be at least 1, got {self.patience}")
+        if not self.clip_norm > 0:
+            raise UserError(f"--clip-norm must be positive, got {self.clip_norm}")
+        if self.objective not in OBJECTIVES:
+            raise UserError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
+        """Build a config from a dict; unknown keys and wrong types are user errors."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise UserError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        checked = {}
+        for key, value in values.items():
+            kind = type(known[key].default)
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise UserError(f"{source}: {key} must be {kind.__name__}, got {value!r}")
+            checked[key] = value
+        return cls(**checked)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "config") -> TrainConfig:
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{source}:{err.lineno}: not valid JSON ({err.msg})") from None
+        if not isinstance(values, dict):
+            raise UserError(f"{source}:1: expected a JSON object of settings")
+        return cls.from_dict(values, source)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as err:
+            raise UserError(f"{path}: cannot read ({err.strerror})") from None
+        return cls.from_json(text, str(path))
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one ``--option`` per TrainConfig field (default None = keep the config's value)."""
+    group = parser.add_argument_group("training configuration (defaults: the notebook's)")
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + _flag(f.name)
+        help_text = f"{f.metadata.get('help', '')} (default {f.default})"
+        if isinstance(f.default, bool):
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            group.add_argument(
+                flag, dest=f.name, type=type(f.default), default=None, help=help_text, metavar=f.name.upper()
+            )
+
+
+def config_from_args(args: Any, base: TrainConfig | None = None) -> TrainConfig:
+    """The base config (or the defaults) with every option given on the command line applied."""
+    base = base or TrainConfig()
+    changes = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if getattr(args, f.name, None) is not None
+    }
+    return base.replace(**changes)

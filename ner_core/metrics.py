@@ -1,0 +1,75 @@
+"""Scores: the notebook's token-level macro-F1 and accuracy, and entity-level strict P/R/F1.
+
+Token level: sklearn's classification_report over every tag that occurs in gold or predicted
+tags, O included, on real (unpadded) positions: the number the notebook printed.
+Entity level: seqeval in strict mode with the corpus's scheme (as conlleval counts chunks).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+from seqeval.metrics import classification_report as entity_report
+from seqeval.scheme import IOB2, IOBES
+from sklearn.metrics import classification_report as token_report
+
+_SCHEMES = {"BIO": IOB2, "BIOES": IOBES}
+OBJECTIVE_KEYS = {"token-macro-f1": "token_macro_f1", "entity-f1": "entity_f1"}
+
+
+def token_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict[str, float]:
+    """Token accuracy and macro-F1 over all tags (O included), as the notebook computed them."""
+    flat_gold = [t for sentence in gold for t in sentence]
+    flat_pred = [t for sentence in pred for t in sentence]
+    if len(flat_gold) != len(flat_pred):
+        raise ValueError("gold and predicted tags differ in length")
+    report = token_report(flat_gold, flat_pred, zero_division=0, output_dict=True)
+    return {"token_accuracy": float(report["accuracy"]), "token_macro_f1": float(report["macro avg"]["f1-score"])}
+
+
+def entity_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], scheme: str) -> dict[str, object]:
+    """Strict entity precision/recall/F1: micro, macro over types, and per type (with support)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # seqeval warns on undefined metrics; zero_division covers it
+        report = entity_report(
+            [list(s) for s in gold],
+            [list(s) for s in pred],
+            mode="strict",
+            scheme=_SCHEMES[scheme],
+            output_dict=True,
+            zero_division=0,
+        )
+    per_type = {
+        name: {
+            "precision": float(row["precision"]),
+            "recall": float(row["recall"]),
+            "f1": float(row["f1-score"]),
+            "support": int(row["support"]),
+        }
+        for name, row in report.items()
+        if not name.endswith(" avg")
+    }
+    micro = report.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0})
+    macro = report.get("macro avg", {"f1-score": 0.0})
+    return {
+        "entity_precision": float(micro["precision"]),
+        "entity_recall": float(micro["recall"]),
+        "entity_f1": float(micro["f1-score"]),
+        "entity_macro_f1": float(macro["f1-score"]),
+        "per_type": per_type,
+    }
+
+
+def score(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], scheme: str) -> dict[str, object]:
+    """Token and entity scores together, in one flat dict (per_type nested)."""
+    return {**token_scores(gold, pred), **entity_scores(gold, pred, scheme)}
+
+
+def format_per_type(per_type: dict[str, dict[str, float]]) -> str:
+    """A small aligned table of per-type entity scores."""
+    lines = [f"{'type':<8} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}"]
+    for name in sorted(per_type):
+        row = per_type[name]
+        lines.append(f"{name:<8} {row['precision']:>9.4f} {row['recall']:>7.4f} {row['f1']:>7.4f} {row['support']:>8d}")
+    return "\n".join(lines)

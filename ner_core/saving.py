@@ -1,0 +1,79 @@
+"""A saved model is a folder: weights, config, vocabulary, tags and metrics, written atomically."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import TrainConfig
+from .data import Vocab
+from .errors import UserError
+from .model import BiLSTMCRF
+from .tags import TagSet
+
+FILES = ("model.pt", "config.json", "vocab.json", "tags.json", "metrics.json")
+
+
+def save_model(directory: str | Path, result: Any, metrics: dict[str, Any]) -> Path:
+    """Write a TrainResult's best model into ``directory`` (replacing it whole, never half-written)."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        torch.save(result.model.state_dict(), staging / "model.pt")
+        (staging / "config.json").write_text(result.config.to_json() + "\n", encoding="utf-8")
+        (staging / "vocab.json").write_text(json.dumps(result.vocab.itos, ensure_ascii=False) + "\n", encoding="utf-8")
+        tags = {"scheme": result.tagset.scheme, "tags": list(result.tagset.tags)}
+        (staging / "tags.json").write_text(json.dumps(tags) + "\n", encoding="utf-8")
+        (staging / "metrics.json").write_text(
+            json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            directory.rename(old)
+            staging.rename(directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            staging.rename(directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return directory
+
+
+@dataclass
+class SavedModel:
+    """A loaded model with what it needs to tag text."""
+
+    model: BiLSTMCRF
+    vocab: Vocab
+    tagset: TagSet
+    config: TrainConfig
+    metrics: dict[str, Any]
+
+
+def load_model(directory: str | Path) -> SavedModel:
+    """Load a folder written by save_model; UserError if it is not one."""
+    directory = Path(directory)
+    missing = [name for name in FILES if not (directory / name).is_file()]
+    if missing:
+        raise UserError(f"{directory}: not a saved model (missing {', '.join(missing)})")
+    try:
+        config = TrainConfig.load(directory / "config.json")
+        vocab = Vocab(json.loads((directory / "vocab.json").read_text(encoding="utf-8")))
+        tags = json.loads((directory / "tags.json").read_text(encoding="utf-8"))
+        tagset = TagSet(tags["scheme"], tuple(tags["tags"]))
+        metrics = json.loads((directory / "metrics.json").read_text(encoding="utf-8"))
+        model = BiLSTMCRF(config, len(vocab), len(tagset))
+        model.load_state_dict(torch.load(directory / "model.pt", map_location="cpu", weights_only=True))
+    except (ValueError, KeyError, RuntimeError) as err:
+        raise UserError(f"{directory}: damaged saved model ({str(err).splitlines()[0]})") from None
+    model.eval()
+    return SavedModel(model, vocab, tagset, config, metrics)

@@ -1,0 +1,20 @@
+import pytest
+import torch
+
+from ner_core.config import TrainConfig
+
+from .corpora import make_corpus
+
+# The suite runs on 2 shared cores: one torch thread per test process keeps timings sane.
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def corpus_dir(tmp_path):
+    return make_corpus(tmp_path / "corpus")
+
+
+@pytest.fixture
+def tiny_config():
+    """A configuration small enough to train in about a second."""
+    return TrainConfig(embed_dim=16, hidden_size=16, num_layers=1, batch_size=16, lr=1e-2, max_epochs=3, patience=3)

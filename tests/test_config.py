@@ -1,0 +1,41 @@
+import argparse
+
+import pytest
+
+from ner_core.config import TrainConfig, add_config_arguments, config_from_args
+from ner_core.errors import UserError
+
+
+def test_defaults_are_the_notebooks_configuration():
+    c = TrainConfig()
+    assert (c.embed_dim, c.hidden_size, c.num_layers, c.dropout, c.batch_size) == (50, 512, 3, 0.5, 128)
+    assert (c.lr, c.max_epochs, c.clip_norm, c.patience, c.layer_norm, c.attention) == (5e-4, 30, 5.0, 10, True, True)
+
+
+def test_json_round_trip():
+    config = TrainConfig(hidden_size=64, dropout=0.1, attention=False)
+    assert TrainConfig.from_json(config.to_json()) == config
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"hiden_size": 3}', "unknown setting(s) hiden_size"),
+        ('{"hidden_size": "big"}', "hidden_size must be int"),
+        ('{"dropout": 1.5}', "--dropout must be in [0, 1)"),
+        ("[1]", "expected a JSON object"),
+        ('{"lr": }', "c.json:1: not valid JSON"),
+    ],
+)
+def test_bad_config_is_a_user_error(text, message):
+    with pytest.raises(UserError) as err:
+        TrainConfig.from_json(text, "c.json")
+    assert message in str(err.value)
+
+
+def test_command_line_overrides_the_config():
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    args = parser.parse_args(["--hidden-size", "64", "--no-attention"])
+    config = config_from_args(args, TrainConfig(hidden_size=8, dropout=0.2))
+    assert (config.hidden_size, config.attention, config.dropout, config.layer_norm) == (64, False, 0.2, True)

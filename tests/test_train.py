@@ -1,0 +1,156 @@
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ner_core.data import EncodedSplit, load_corpus
+from ner_core.embeddings import read_word2vec
+from ner_core.errors import NonFiniteLossError, UserError
+from ner_core.model import BiLSTMCRF
+from ner_core.train import evaluate, fit, predict_ids
+
+
+def test_model_learns_a_synthetic_task(corpus_dir, tiny_config):
+    corpus = load_corpus(corpus_dir)
+    result = fit(tiny_config.replace(hidden_size=32, max_epochs=12, patience=12, lr=2e-2), corpus)
+    assert result.best_dev["entity_f1"] >= 0.95
+    assert result.history[-1].loss < result.history[0].loss
+
+
+def test_padding_never_changes_a_prediction(corpus_dir, tiny_config):
+    corpus = load_corpus(corpus_dir)
+    result = fit(tiny_config.replace(max_epochs=1, num_layers=2, dropout=0.3), corpus)
+    dev = EncodedSplit(corpus.dev, result.vocab, result.tagset)
+    alone = predict_ids(result.model, dev, batch_size=1)
+    together = predict_ids(result.model, dev, batch_size=len(corpus.dev))
+    assert alone == together
+    # unsorted batch mixing short and long sentences: real-position emissions match too
+    model = result.model
+    batch = dev.batch(list(range(len(dev))))
+    with torch.inference_mode():
+        padded = model.emissions(batch.tokens, batch.mask, batch.lengths)
+        for row, i in enumerate(batch.index[:10]):
+            single = dev.batch([i])
+            one = model.emissions(single.tokens, single.mask, single.lengths)[0]
+            assert torch.allclose(padded[row, : len(one)], one, atol=1e-5)
+    scores = evaluate(model, dev, corpus.dev, result.tagset)
+    assert scores["token_macro_f1"] == result.best_dev["token_macro_f1"]
+
+
+def test_same_seed_same_numbers(corpus_dir, tiny_config):
+    corpus = load_corpus(corpus_dir)
+    first = fit(tiny_config, corpus)
+    second = fit(tiny_config, corpus)
+    assert [h.loss for h in first.history] == [h.loss for h in second.history]
+    assert first.best_dev == second.best_dev
+    third = fit(tiny_config.replace(seed=7), corpus)
+    assert [h.loss for h in third.history] != [h.loss for h in first.history]
+
+
+def test_hook_sees_each_epoch_and_can_stop(corpus_dir, tiny_config):
+    seen = []
+    result = fit(
+        tiny_config.replace(max_epochs=5),
+        load_corpus(corpus_dir),
+        on_epoch=lambda r: seen.append(r.epoch) or r.epoch == 2,
+    )
+    assert seen == [1, 2]
+    assert result.stop_reason == "stopped by hook"
+
+
+def test_early_stopping_keeps_the_best_state(corpus_dir, tiny_config):
+    corpus = load_corpus(corpus_dir)
+    # lr so small nothing improves after the first epoch's scores
+    result = fit(tiny_config.replace(max_epochs=20, patience=2, lr=1e-7), corpus)
+    assert len(result.history) < 20 and result.stop_reason.startswith("early stop")
+    dev = EncodedSplit(corpus.dev, result.vocab, result.tagset)
+    assert evaluate(result.model, dev, corpus.dev, result.tagset)["token_macro_f1"] == result.best_value
+
+
+def test_nan_loss_is_a_clear_catchable_error(corpus_dir, tiny_config, monkeypatch):
+    monkeypatch.setattr(BiLSTMCRF, "loss", lambda self, *a: torch.tensor(math.nan, requires_grad=True))
+    with pytest.raises(NonFiniteLossError, match="training loss became nan at epoch 1, batch 1"):
+        fit(tiny_config, load_corpus(corpus_dir))
+
+
+def test_pretrained_vectors_are_loaded_and_reported(corpus_dir, tiny_config, tmp_path):
+    path = tmp_path / "vec.txt"
+    path.write_text(
+        "3 16\n張 "
+        + " ".join(["0.5"] * 16)
+        + "\n洛 "
+        + " ".join(["0.25"] * 16)
+        + "\n朕 "
+        + " ".join(["1"] * 16)
+        + "\n",
+        encoding="utf-8",
+    )
+    lines = []
+    result = fit(tiny_config.replace(max_epochs=1), load_corpus(corpus_dir), embeddings=path, log=lines.append)
+    assert "朕" in result.vocab.stoi  # the file's characters join the vocabulary
+    assert result.embeddings_found == 3
+    assert any("3 of" in line and "found" in line for line in lines)
+    headerless = tmp_path / "plain.txt"
+    headerless.write_text("張 " + " ".join(["0.5"] * 16) + "\n", encoding="utf-8")
+    assert torch.equal(read_word2vec(headerless, 16)["張"], torch.full((16,), 0.5))
+
+
+def test_pretrained_dimension_mismatch_is_a_user_error(tmp_path):
+    path = tmp_path / "vec.txt"
+    path.write_text("張 0.1 0.2\n洛 0.1 0.2 0.3\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"vec\.txt:1: vector has 2 values but --embed-dim is 3"):
+        read_word2vec(path, 3)
+
+
+def run(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, **kwargs)
+
+
+def test_train_cli_then_predict_round_trip(corpus_dir, tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"embed_dim": 16, "hidden_size": 32, "num_layers": 1, "batch_size": 16, "lr": 0.02}))
+    out = tmp_path / "model"
+    proc = run(
+        "ner_core.train",
+        "--data-dir",
+        str(corpus_dir),
+        "--out",
+        str(out),
+        "--config",
+        str(config),
+        "--max-epochs",
+        "10",
+        "--test",
+        "--quiet",
+        "--threads",
+        "1",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "epoch  10/10" in proc.stdout and "test  token macro-F1" in proc.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["max_epochs"] == 10 and metrics["config"]["hidden_size"] == 32
+    assert metrics["test"]["entity_f1"] > 0.9 and len(metrics["history"]) == 10
+
+    text = tmp_path / "raw.txt"
+    text.write_text("之張王曰於洛陽也\n\n之 趙也\n", encoding="utf-8")
+    proc = run("ner_core.predict", str(out), str(text))
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert records[0]["entities"] == [
+        {"type": "PER", "start": 1, "end": 3, "text": "張王"},
+        {"type": "LOC", "start": 5, "end": 7, "text": "洛陽"},
+    ]
+    assert records[1] == {"text": "", "entities": []}
+    assert records[2]["entities"] == [{"type": "PER", "start": 2, "end": 3, "text": "趙"}]
+    proc = run("ner_core.predict", str(out), "--format", "conll", input="之張王曰\n")
+    assert proc.stdout == "之\tO\n張\tB-PER\n王\tE-PER\n曰\tO\n\n"
+
+
+def test_predict_cli_rejects_a_folder_that_is_not_a_model(tmp_path):
+    proc = run("ner_core.predict", str(tmp_path), input="張\n")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: {tmp_path}: not a saved model (missing model.pt")
+    assert "Traceback" not in proc.stderr
