@@ -112,12 +112,20 @@ def _flag(name: str) -> str:
     return name.replace("_", "-")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one ``--option`` per TrainConfig field (default None = keep the config's value)."""
-    group = parser.add_argument_group("training configuration (defaults: the notebook's)")
+def add_config_arguments(
+    parser: argparse.ArgumentParser,
+    exclude: tuple[str, ...] = (),
+    title: str = "training configuration (defaults: the notebook's)",
+    defaults: TrainConfig | None = None,
+) -> None:
+    """Add one ``--option`` per TrainConfig field not excluded (default None = keep the config's value)."""
+    group = parser.add_argument_group(title)
+    defaults = defaults or TrainConfig()
     for f in dataclasses.fields(TrainConfig):
+        if f.name in exclude:
+            continue
         flag = "--" + _flag(f.name)
-        help_text = f"{f.metadata.get('help', '')} (default {f.default})"
+        help_text = f"{f.metadata.get('help', '')} (default {getattr(defaults, f.name)})"
         if isinstance(f.default, bool):
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:

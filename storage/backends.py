@@ -1,0 +1,146 @@
+"""From a URL (or nothing) to an Optuna storage.
+
+- nothing: ``sqlite:///results/study.db`` (embedded; folder created; WAL and a busy timeout so
+  a few local workers and an open optuna-dashboard do not fail with 'database is locked')
+- ``postgresql://user@host:port/db``: many workers on many machines (psycopg 3, pool_pre_ping)
+- ``journal:///path/to/study.log``: Optuna's journal file, for a shared folder without a server
+
+RDB storages get heartbeats: a trial whose worker died is marked FAIL after the grace period and
+queued again with the same parameters (RetryHeartbeatStaleTrialCallback), at most a few times.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sqlite3
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import optuna
+from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend
+
+from ner_core.errors import UserError
+
+DEFAULT_URL = "sqlite:///results/study.db"
+SQLITE_BUSY_TIMEOUT_S = 60
+SCHEMES = ("sqlite", "postgresql", "journal")
+
+
+class StorageError(UserError):
+    """A storage URL that cannot be opened; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """How a dead worker is noticed. A live worker beats every ``interval`` seconds; a running
+    trial with no beat for ``grace_period`` seconds is failed and retried (``max_retry`` times).
+
+    60 s / 180 s: a beat is one small UPDATE, so a minute costs nothing, and three missed beats
+    rule out a slow epoch or a busy database being taken for a dead worker.
+    """
+
+    interval: int = 60
+    grace_period: int = 180
+    max_retry: int = 3
+
+
+def describe(url: str | None) -> str:
+    """The URL with any password hidden, for messages."""
+    url = url or DEFAULT_URL
+    parts = urlsplit(url)
+    if parts.password:
+        url = url.replace(f":{parts.password}@", ":***@")
+    return url
+
+
+def open_storage(url: str | None = None, heartbeat: Heartbeat | None = Heartbeat()) -> optuna.storages.BaseStorage:
+    """An Optuna storage for ``url`` (default: the embedded SQLite file results/study.db)."""
+    url = url or DEFAULT_URL
+    scheme = urlsplit(url).scheme.split("+")[0]
+    if scheme == "sqlite":
+        return _rdb(_prepare_sqlite(url), {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}, heartbeat, url)
+    if scheme in ("postgresql", "postgres"):
+        return _rdb(_prepare_postgres(url), {"pool_pre_ping": True}, heartbeat, url)
+    if scheme == "journal":
+        return _journal(url)
+    raise StorageError(
+        f"{describe(url)}: unknown storage scheme {scheme!r}; use one of "
+        "sqlite:///PATH, postgresql://USER@HOST:PORT/DB, journal:///PATH"
+    )
+
+
+def _prepare_sqlite(url: str) -> str:
+    if not url.startswith("sqlite:///"):
+        raise StorageError(f"{url}: a SQLite URL is sqlite:///relative/path.db or sqlite:////absolute/path.db")
+    path = Path(url[len("sqlite:///") :])
+    if str(path) in ("", ":memory:"):
+        return url
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StorageError(f"{url}: cannot create folder {folder} ({err.strerror})") from None
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise StorageError(f"{url}: {folder} is not writable")
+    try:
+        # WAL lets readers (the dashboard) and one writer work at once; the mode is kept in the file.
+        with sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.DatabaseError as err:
+        raise StorageError(f"{url}: not a usable SQLite database ({err})") from None
+    return url
+
+
+def _prepare_postgres(url: str) -> str:
+    if importlib.util.find_spec("psycopg") is None:
+        raise StorageError(
+            f"{describe(url)}: the PostgreSQL driver is missing; install it with "
+            "pip install -e '.[postgres]' (psycopg 3)"
+        )
+    scheme, rest = url.split("://", 1)
+    return "postgresql+psycopg://" + rest if scheme in ("postgresql", "postgres") else url
+
+
+def _rdb(url: str, engine_kwargs: dict[str, Any], heartbeat: Heartbeat | None, given: str) -> RDBStorage:
+    beats: dict[str, Any] = {}
+    if heartbeat is not None:
+        beats = {
+            "heartbeat_interval": heartbeat.interval,
+            "grace_period": heartbeat.grace_period,
+        }
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            beats["heartbeat_stale_trial_callback"] = RetryHeartbeatStaleTrialCallback(max_retry=heartbeat.max_retry)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(url, engine_kwargs=engine_kwargs, **beats)
+    except Exception as err:  # sqlalchemy raises many kinds; all mean "cannot open"
+        raise StorageError(_connection_message(given, err)) from None
+
+
+def _connection_message(url: str, err: Exception) -> str:
+    parts = urlsplit(url)
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if parts.scheme.startswith("postgres"):
+        where = f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
+        if "does not exist" in first:
+            return f"{describe(url)}: {first}"
+        return f"{describe(url)}: cannot connect to PostgreSQL at {where} (is PostgreSQL running?): {first}"
+    return f"{describe(url)}: cannot open storage: {first}"
+
+
+def _journal(url: str) -> JournalStorage:
+    path = Path(url[len("journal:///") :]) if url.startswith("journal:///") else None
+    if path is None or not str(path):
+        raise StorageError(f"{url}: a journal URL is journal:///relative/path.log or journal:////absolute/path.log")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    except OSError as err:
+        raise StorageError(f"{url}: cannot open journal file ({err.strerror})") from None

@@ -1,0 +1,81 @@
+"""suggest -> config -> ner_core.train.fit with a per-epoch report/should_prune hook -> value.
+
+The same shape as Optuna's own PyTorch examples; ner_core itself knows nothing of Optuna.
+"""
+
+from __future__ import annotations
+
+import optuna
+import torch
+
+from ner_core.config import TrainConfig
+from ner_core.data import Corpus, Vocab
+from ner_core.errors import TrainingError
+from ner_core.model import BiLSTMCRF, count_parameters
+from ner_core.train import EpochResult, TrainResult, fit
+
+from .space import SearchSpace
+
+# Failures of one configuration that should not stop the study.
+CAUGHT = (TrainingError, torch.OutOfMemoryError, MemoryError)
+
+
+class Objective:
+    """Trains one suggested configuration on train, scores it on dev (never test)."""
+
+    def __init__(
+        self,
+        corpus: Corpus,
+        base: TrainConfig,
+        space: SearchSpace,
+        threads: int | None = None,
+        embeddings: str | None = None,
+    ):
+        self.corpus = corpus
+        self.base = base
+        self.space = space
+        self.threads = threads
+        self.embeddings = embeddings
+        self.vocab_size = len(Vocab.build(corpus.train))
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        config = self.space.suggest(trial, self.base)
+        trial.set_user_attr("parameters", count_parameters(BiLSTMCRF(config, self.vocab_size, len(self.corpus.tagset))))
+        history: list[EpochResult] = []
+
+        def report(epoch: EpochResult) -> None:
+            history.append(epoch)
+            trial.report(epoch.objective, epoch.epoch)
+            if trial.should_prune():
+                _record(trial, history, None)
+                raise optuna.TrialPruned(f"pruned after epoch {epoch.epoch} (dev {epoch.objective:.4f})")
+
+        try:
+            result = fit(config, self.corpus, on_epoch=report, threads=self.threads, embeddings=self.embeddings)
+        except CAUGHT as err:
+            # Recorded as FAIL with its reason (Optuna stores fail_reason too); the study goes on.
+            trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}")
+            _record(trial, history, None)
+            raise
+        _record(trial, history, result)
+        return result.best_value
+
+
+def _record(trial: optuna.Trial, history: list[EpochResult], result: TrainResult | None) -> None:
+    """User attributes every trial carries, finished or not."""
+    if not history:
+        return
+    best = max(history, key=lambda e: e.objective)
+    train_seconds = sum(e.train_seconds for e in history)
+    attrs = {
+        "epochs_run": len(history),
+        "best_epoch": best.epoch,
+        "seconds": round(sum(e.seconds for e in history), 2),
+        "tokens_per_s": round(sum(e.tokens_per_s * e.train_seconds for e in history) / train_seconds, 1),
+        "dev_entity_f1": round(float(best.dev["entity_f1"]), 6),
+        "dev_token_macro_f1": round(float(best.dev["token_macro_f1"]), 6),
+    }
+    if result is not None:
+        attrs["stop_reason"] = result.stop_reason
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)

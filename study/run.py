@@ -1,0 +1,367 @@
+"""``python -m study.run``: a TPE search with median pruning, stored in a database, resumable.
+
+Many processes (``--workers``) or many machines (the same command with ``--storage
+postgresql://...``) share one study through Optuna's storage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from tqdm import tqdm
+
+from ner_core.config import TrainConfig, add_config_arguments, config_from_args
+from ner_core.data import load_corpus, resolve_data_dir
+from ner_core.errors import UserError
+from storage import DEFAULT_URL, describe, open_storage
+
+from .objective import CAUGHT, Objective
+from .space import SEARCHED, STUDY_BASE, SearchSpace, searched_params
+
+DEFAULT_STUDY = "bilstm-crf"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# Median pruning: only after 5 trials have finished (a median of fewer is noise) and never in
+# the first 3 epochs (the notebook configuration scores 0.06 after one epoch, 0.42 after three).
+STARTUP_TRIALS = 5
+WARMUP_EPOCHS = 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m study.run",
+        description="Search learning rate, hidden size, dropout, LSTM layers and batch size of the BiLSTM-CRF "
+        "tagger with Optuna (TPE sampling, median pruning) against the dev score. Creates the study, or "
+        "resumes it when one of the same name exists. The test split is never read.",
+        epilog="Examples:\n  python -m study.run --trials 50\n  python -m study.run --trials 8 --max-epochs 4 "
+        "--hidden-sizes 32 64 --layers-range 1 1 --no-baseline   (a quick look)\n"
+        "  optuna-dashboard sqlite:///results/study.db   (watch it live)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run = parser.add_argument_group("the study")
+    run.add_argument(
+        "--trials",
+        type=int,
+        default=50,
+        help="finish when the study holds this many finished (complete + pruned) trials, "
+        "counting earlier runs and other workers (default 50)",
+    )
+    run.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
+    run.add_argument("--study-name", default=DEFAULT_STUDY, help=f"study to create or resume (default {DEFAULT_STUDY})")
+    run.add_argument("--storage", help=f"storage URL (default {DEFAULT_URL}; postgresql://... for many machines)")
+    run.add_argument("--data-dir", help="corpus folder (default: $NER_DATA_DIR, else data/chisiec)")
+    run.add_argument(
+        "--metric",
+        choices=("token-macro-f1", "entity-f1"),
+        default="token-macro-f1",
+        help="dev score to maximize: the notebook's token macro-F1 (default) or strict entity micro-F1",
+    )
+    run.add_argument("--seed", type=int, default=42, help="seeds the sampler and every training run (default 42)")
+    run.add_argument(
+        "--workers", type=int, default=1, help="worker processes on this machine sharing the study (default 1)"
+    )
+    run.add_argument("--threads", type=int, help="torch threads per worker (default: CPU cores / workers)")
+    run.add_argument(
+        "--no-baseline", action="store_true", help="do not enqueue the notebook's configuration as trial 0"
+    )
+    run.add_argument(
+        "--startup-trials",
+        type=int,
+        default=STARTUP_TRIALS,
+        help=f"finished trials before median pruning starts (default {STARTUP_TRIALS})",
+    )
+    run.add_argument(
+        "--warmup-epochs",
+        type=int,
+        default=WARMUP_EPOCHS,
+        help=f"epochs of every trial that are never pruned (default {WARMUP_EPOCHS})",
+    )
+    run.add_argument("--embeddings", help="pretrained character vectors (word2vec text) for every trial")
+    run.add_argument("--no-report", action="store_true", help="skip the plotly report at the end")
+    run.add_argument("--quiet", action="store_true", help="no progress bar or per-trial lines")
+    run.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+
+    space = parser.add_argument_group("search space (defaults fit 2 CPU cores; see README)")
+    default = SearchSpace()
+    space.add_argument(
+        "--lr-range",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=default.lr,
+        help=f"learning rate, log scale (default {default.lr[0]:g} {default.lr[1]:g})",
+    )
+    space.add_argument(
+        "--hidden-sizes",
+        type=int,
+        nargs="+",
+        metavar="N",
+        default=default.hidden_sizes,
+        help=f"LSTM hidden sizes to choose from (default {' '.join(map(str, default.hidden_sizes))})",
+    )
+    space.add_argument(
+        "--layers-range",
+        type=int,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=default.num_layers,
+        help=f"LSTM layers (default {default.num_layers[0]} {default.num_layers[1]})",
+    )
+    space.add_argument(
+        "--dropout-range",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=default.dropout,
+        help=f"dropout (default {default.dropout[0]:g} {default.dropout[1]:g})",
+    )
+    space.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        metavar="N",
+        default=default.batch_sizes,
+        help=f"batch sizes to choose from (default {' '.join(map(str, default.batch_sizes))})",
+    )
+    add_config_arguments(
+        parser,
+        exclude=(*SEARCHED, "objective", "seed"),
+        defaults=STUDY_BASE,
+        title="fixed for every trial (not searched)",
+    )
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> tuple[TrainConfig, SearchSpace]:
+    """The fixed configuration and the search space the command line asks for."""
+    for name in ("trials", "workers", "startup_trials"):
+        if getattr(args, name) < (0 if name == "startup_trials" else 1):
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.warmup_epochs < 0:
+        raise UserError(f"--warmup-epochs must be >= 0, got {args.warmup_epochs}")
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {args.threads}")
+    if args.timeout is not None and args.timeout <= 0:
+        raise UserError(f"--timeout must be positive, got {args.timeout}")
+    base = config_from_args(args, STUDY_BASE).replace(objective=args.metric, seed=args.seed)
+    space = SearchSpace(
+        tuple(args.lr_range),
+        tuple(args.hidden_sizes),
+        tuple(args.layers_range),
+        tuple(args.dropout_range),
+        tuple(args.batch_sizes),
+    )
+    return base, space
+
+
+def open_study(
+    args: argparse.Namespace, base: TrainConfig, space: SearchSpace
+) -> tuple[optuna.Study, TrainConfig, SearchSpace]:
+    """Create the study (recording its settings) or resume it (using the recorded settings)."""
+    storage = open_storage(args.storage)
+    existing = len(_trials(storage, args.study_name))
+    sampler = optuna.samplers.TPESampler(
+        # Offset by the trials already there: a resumed run must not replay the first run's draws.
+        seed=args.seed + existing,
+        multivariate=True,
+        constant_liar=True,
+    )
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=args.startup_trials, n_warmup_steps=args.warmup_epochs)
+    study = optuna.create_study(
+        study_name=args.study_name,
+        storage=storage,
+        sampler=sampler,
+        pruner=pruner,
+        direction="maximize",
+        load_if_exists=True,
+    )
+    attrs = study.user_attrs
+    if "base_config" in attrs:
+        recorded_base = TrainConfig.from_dict(attrs["base_config"], f"study {args.study_name}")
+        recorded_space = SearchSpace.from_dict(attrs["space"])
+        if (recorded_base, recorded_space) != (base, space) and not args.child:
+            print(f"note: resuming study '{args.study_name}' with the settings it was created with", file=sys.stderr)
+        return study, recorded_base, recorded_space
+    study.set_user_attr("base_config", base.to_dict())
+    study.set_user_attr("space", space.to_dict())
+    study.set_user_attr("data_dir", str(resolve_data_dir(args.data_dir)))
+    study.set_user_attr("metric", args.metric)
+    baseline = searched_params(TrainConfig())
+    if not args.no_baseline:
+        if space.contains(baseline):
+            study.enqueue_trial(baseline, user_attrs={"baseline": "notebook"}, skip_if_exists=True)
+        else:
+            print("note: the notebook's configuration is outside the search space; no baseline trial", file=sys.stderr)
+    return study, base, space
+
+
+def _trials(storage: optuna.storages.BaseStorage, name: str) -> list[FrozenTrial]:
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return []
+    return storage.get_all_trials(study_id, deepcopy=False)
+
+
+def finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def trial_line(study: optuna.Study, trial: FrozenTrial) -> str:
+    """One line per finished trial: state, value, epochs, time, parameters."""
+    params = "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
+    attrs = trial.user_attrs
+    if trial.state == TrialState.FAIL:
+        head = (
+            f"trial {trial.number:>3} FAIL      {attrs.get('fail_reason') or trial.system_attrs.get('fail_reason', '')}"
+        )
+    else:
+        value = trial.value if trial.value is not None else float("nan")
+        head = (
+            f"trial {trial.number:>3} {trial.state.name:<8}  dev {value:.4f}  "
+            f"{attrs.get('epochs_run', 0):>2} epochs {attrs.get('seconds', 0):6.0f} s"
+        )
+    try:
+        best = f"  (best {study.best_value:.4f}, #{study.best_trial.number})"
+    except ValueError:
+        best = ""
+    return f"{head}  {params}{best}"
+
+
+def run_here(args: argparse.Namespace, study: optuna.Study, base: TrainConfig, space: SearchSpace) -> None:
+    """Run trials in this process until the study holds --trials finished ones (or --timeout)."""
+    if finished(study) >= args.trials:
+        return
+    corpus = load_corpus(args.data_dir or study.user_attrs.get("data_dir"))
+    objective = Objective(corpus, base, space, threads=args.threads or os.cpu_count(), embeddings=args.embeddings)
+    bar = tqdm(
+        total=args.trials,
+        initial=finished(study),
+        desc=f"study {args.study_name}",
+        unit="trial",
+        disable=args.quiet or args.child,
+    )
+
+    def progress(study: optuna.Study, trial: FrozenTrial) -> None:
+        bar.n = min(finished(study), args.trials)
+        bar.refresh()
+        if not args.quiet:
+            bar.write(trial_line(study, trial))
+            sys.stdout.flush()
+
+    stop = optuna.study.MaxTrialsCallback(args.trials, states=FINISHED)
+    try:
+        study.optimize(objective, timeout=args.timeout, callbacks=[stop, progress], catch=CAUGHT)
+    finally:
+        bar.close()
+
+
+def run_workers(args: argparse.Namespace, argv: list[str], study: optuna.Study) -> None:
+    """Start --workers processes on this study; show their common progress from the storage."""
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+    logs = Path("results") / args.study_name
+    logs.mkdir(parents=True, exist_ok=True)
+    children = []
+    for k in range(args.workers):
+        log = (logs / f"worker-{k}.log").open("w")
+        command = [
+            sys.executable,
+            "-m",
+            "study.run",
+            *argv,
+            "--workers",
+            "1",
+            "--threads",
+            str(threads),
+            "--no-report",
+            "--child",
+            "--seed",
+            str(args.seed + 1000 * k),
+        ]
+        children.append((subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), log))
+    print(f"{args.workers} workers, {threads} torch thread(s) each; their logs: {logs}/worker-*.log")
+    bar = tqdm(
+        total=args.trials, initial=finished(study), desc=f"study {args.study_name}", unit="trial", disable=args.quiet
+    )
+    try:
+        while any(p.poll() is None for p, _ in children):
+            time.sleep(1.0)
+            bar.n = min(finished(study), args.trials)
+            bar.refresh()
+    finally:
+        for process, log in children:
+            process.wait()
+            log.close()
+        bar.close()
+    failed = [k for k, (p, _) in enumerate(children) if p.returncode not in (0, None)]
+    if failed:
+        raise UserError(f"worker(s) {', '.join(map(str, failed))} failed; see {logs}/worker-N.log")
+
+
+def summary(args: argparse.Namespace, study: optuna.Study, seconds: float) -> str:
+    trials = study.get_trials(deepcopy=False)
+    counts = {s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    lines = [
+        f"\nstudy '{args.study_name}' in {describe(args.storage)}: {counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]} "
+        f"finished trials ({counts[TrialState.COMPLETE]} complete, {counts[TrialState.PRUNED]} pruned, "
+        f"{counts[TrialState.FAIL]} failed); this run took {seconds / 60:.1f} min",
+    ]
+    if counts[TrialState.COMPLETE]:
+        best = study.best_trial
+        lines.append(
+            f"best: trial {best.number}, dev {study.user_attrs.get('metric', args.metric)} {best.value:.4f}, "
+            f"dev entity F1 {best.user_attrs.get('dev_entity_f1', float('nan')):.4f}"
+        )
+        lines.append("      " + json.dumps(best.params))
+    where = []
+    if args.study_name != DEFAULT_STUDY:
+        where += ["--study-name", args.study_name]
+    if args.storage:
+        where += ["--storage", args.storage]
+    lines.append(f"next: python -m study.best --test {' '.join(where)}".rstrip())
+    lines.append(f"      optuna-dashboard {args.storage or DEFAULT_URL}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line per trial replaces Optuna's log
+    started = time.perf_counter()
+    try:
+        base, space = settings_from_args(args)
+        load_corpus(args.data_dir)  # a bad corpus fails here, before any study is touched
+        study, base, space = open_study(args, base, space)
+        if args.workers > 1:
+            run_workers(args, argv, study)
+        else:
+            run_here(args, study, base, space)
+        if args.child:
+            return 0
+        if not args.no_report:
+            from .report import write_report
+
+            written = write_report(study, Path("results") / args.study_name)
+            print(f"report: {Path('results') / args.study_name}/ ({', '.join(p.name for p in written)})")
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: finished trials are kept in {describe(args.storage)}; run the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
+    print(summary(args, study, time.perf_counter() - started))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
