@@ -1,6 +1,7 @@
 """Embedding -> BiLSTM -> (LayerNorm) -> (self-attention) -> dropout -> linear -> CRF.
 
-Padding never changes a prediction: the LSTM input is packed, attention masks padded keys,
+Padding never changes a prediction: the backward LSTM reads each sentence reversed within
+its own length (padding stays behind the real characters), attention masks padded keys,
 and the CRF only reads real positions.
 """
 
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torchcrf import CRF
 
 from .config import TrainConfig
@@ -27,6 +27,40 @@ class SelfAttention(nn.Module):
         return torch.bmm(torch.softmax(scores, dim=-1), x)
 
 
+def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each row's first ``length`` steps of [batch, time, ...]; padding stays in place."""
+    steps = torch.arange(x.size(1), device=x.device).unsqueeze(0)
+    flipped = lengths.to(x.device).unsqueeze(1) - 1 - steps
+    index = torch.where(flipped >= 0, flipped, steps)
+    return x.gather(1, index.unsqueeze(-1).expand_as(x))
+
+
+class PaddedBiLSTM(nn.Module):
+    """A stacked bidirectional LSTM over right-padded batches, exact at every real position.
+
+    Why not pack_padded_sequence: on the CPU a packed LSTM's backward pass measured 3-4x slower
+    than the padded one (2 cores, torch 2.13), which costs more than the padding saves once
+    batches are length-bucketed. Padding after the real steps never reaches them in the forward
+    direction; for the backward direction each sentence is reversed within its length first.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, dropout: float):
+        super().__init__()
+        sizes = [input_size] + [2 * hidden_size] * (num_layers - 1)
+        self.forward_layers = nn.ModuleList(nn.LSTM(n, hidden_size, batch_first=True) for n in sizes)
+        self.backward_layers = nn.ModuleList(nn.LSTM(n, hidden_size, batch_first=True) for n in sizes)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        for depth, (ahead, behind) in enumerate(zip(self.forward_layers, self.backward_layers)):
+            if depth:
+                x = self.dropout(x)  # between layers, as nn.LSTM(dropout=...) does
+            out_ahead, _ = ahead(x)
+            out_behind, _ = behind(reverse_within_length(x, lengths))
+            x = torch.cat([out_ahead, reverse_within_length(out_behind, lengths)], dim=-1)
+        return x
+
+
 class BiLSTMCRF(nn.Module):
     """The tagger. ``loss`` trains it, ``decode`` tags with Viterbi."""
 
@@ -34,14 +68,7 @@ class BiLSTMCRF(nn.Module):
         super().__init__()
         self.config = config
         self.embedding = nn.Embedding(vocab_size, config.embed_dim, padding_idx=0)
-        self.lstm = nn.LSTM(
-            config.embed_dim,
-            config.hidden_size,
-            num_layers=config.num_layers,
-            batch_first=True,
-            bidirectional=True,
-            dropout=config.dropout if config.num_layers > 1 else 0.0,
-        )
+        self.lstm = PaddedBiLSTM(config.embed_dim, config.hidden_size, config.num_layers, config.dropout)
         width = 2 * config.hidden_size
         self.layer_norm = nn.LayerNorm(width) if config.layer_norm else nn.Identity()
         self.attention = SelfAttention(width) if config.attention else None
@@ -51,10 +78,7 @@ class BiLSTMCRF(nn.Module):
 
     def emissions(self, tokens: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Per-position tag scores [batch, time, tags]; padded positions are left meaningless."""
-        packed = pack_padded_sequence(self.embedding(tokens), lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = self.lstm(packed)
-        x, _ = pad_packed_sequence(out, batch_first=True, total_length=tokens.size(1))
-        x = self.layer_norm(x)
+        x = self.layer_norm(self.lstm(self.embedding(tokens), lengths))
         if self.attention is not None:
             x = self.attention(x, mask)
         return self.classifier(self.dropout(x))
