@@ -34,5 +34,21 @@ data: $(DATA_DIR)/train.txt
 train: install data
 	$(PY) -m ner_core.train --data-dir $(DATA_DIR) --out results/notebook --test
 
+# The product's main job: a 50-trial Bayesian search (resumes if interrupted).
+study: install data
+	$(PY) -m study.run --trials $(TRIALS) --data-dir $(DATA_DIR) --storage $(STORAGE)
+
+# A quick look, a few minutes on 2 cores: small models, few epochs, its own study name.
+demo: install data
+	$(PY) -m study.run --study-name demo --trials 8 --max-epochs 4 --hidden-sizes 32 64 --layers-range 1 1 \
+		--batch-sizes 16 32 --no-baseline --data-dir $(DATA_DIR) --storage $(STORAGE)
+
+# Retrain the best configuration under 3 seeds and score the test split once.
+best: install data
+	$(PY) -m study.best --test --storage $(STORAGE)
+
+dashboard: install
+	$(VENV)/bin/optuna-dashboard $(STORAGE)
+
 clean:
 	rm -rf results/*/ results/*.db results/*.db-* .pytest_cache

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchcrf import CRF
+from .crf import CRF
 
 from .config import TrainConfig
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import optuna
+from optuna.storages import RDBStorage, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
@@ -32,6 +35,74 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # the first 3 epochs (the notebook configuration scores 0.06 after one epoch, 0.42 after three).
 STARTUP_TRIALS = 5
 WARMUP_EPOCHS = 3
+# How often a worker with no trial to start looks again (for a dead worker's trial to take over).
+WAIT_S = 2.0
+
+
+class NoRoom(Exception):
+    """A trial that would take the study past --trials; it is back in the queue (WAITING)."""
+
+
+class TrialGate:
+    """Ends the study at exactly --trials finished trials, however many workers share it.
+
+    A worker starts a trial only while finished + running trials < target. When the study is
+    full it waits, failing stale trials as it goes: a dead worker's trial is then failed, queued
+    again by the storage's RetryHeartbeatStaleTrialCallback, and run here (Optuna only does that
+    when some worker starts another trial, and MaxTrialsCallback overshoots by up to a trial per
+    worker). Two workers that start their trials at the same instant both see the other's new
+    RUNNING trial in ``admit`` (called by the sampler before anything runs or beats); one that
+    counts too many puts its trial back to WAITING and waits. Without heartbeats (journal
+    storage) a running trial may belong to a dead worker forever, so running trials are not
+    counted there and K workers may finish up to K-1 trials more.
+    """
+
+    def __init__(self, storage: optuna.storages.BaseStorage, study_name: str, target: int):
+        self.storage = storage
+        self.study_name = study_name
+        self.target = target
+        self.heartbeats = isinstance(storage, RDBStorage) and storage.get_heartbeat_interval() is not None
+
+    def counts(self) -> tuple[int, int]:
+        """(finished, running) trials of the study."""
+        trials = _trials(self.storage, self.study_name, states=(*FINISHED, TrialState.RUNNING))
+        done = sum(t.state in FINISHED for t in trials)
+        return done, len(trials) - done
+
+    def wait_for_room(self, study: optuna.Study, deadline: float | None) -> bool:
+        """True when this worker may start a trial; False when the study is done or time is up."""
+        while True:
+            if self.heartbeats:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    fail_stale_trials(study)  # FAIL + a retry in the queue for each dead worker's trial
+            done, running = self.counts()
+            if done >= self.target or (deadline is not None and time.monotonic() >= deadline):
+                return False
+            if not self.heartbeats or done + running < self.target:
+                return True
+            time.sleep(WAIT_S)
+
+    def admit(self, trial: FrozenTrial) -> None:
+        """Raise NoRoom (the trial back to WAITING) if the study counts too many with ``trial``."""
+        if not self.heartbeats or sum(self.counts()) <= self.target:
+            return
+        study_id = self.storage.get_study_id_from_name(self.study_name)
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        self.storage.set_trial_state_values(trial_id, TrialState.WAITING)
+        raise NoRoom(f"trial {trial.number}")
+
+
+class GatedTPESampler(optuna.samplers.TPESampler):
+    """TPE whose trials start only when the gate admits them (``before_trial`` runs in study.ask)."""
+
+    def __init__(self, gate: TrialGate, **kwargs):
+        super().__init__(**kwargs)
+        self.gate = gate
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.gate.admit(trial)
+        super().before_trial(study, trial)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,7 +238,8 @@ def open_study(
     """Create the study (recording its settings) or resume it (using the recorded settings)."""
     storage = open_storage(args.storage)
     existing = len(_trials(storage, args.study_name))
-    sampler = optuna.samplers.TPESampler(
+    sampler = GatedTPESampler(
+        TrialGate(storage, args.study_name, args.trials),
         # Offset by the trials already there: a resumed run must not replay the first run's draws.
         seed=args.seed + existing,
         multivariate=True,
@@ -202,12 +274,14 @@ def open_study(
     return study, base, space
 
 
-def _trials(storage: optuna.storages.BaseStorage, name: str) -> list[FrozenTrial]:
+def _trials(
+    storage: optuna.storages.BaseStorage, name: str, states: tuple[TrialState, ...] | None = None
+) -> list[FrozenTrial]:
     try:
         study_id = storage.get_study_id_from_name(name)
     except KeyError:
         return []
-    return storage.get_all_trials(study_id, deepcopy=False)
+    return storage.get_all_trials(study_id, deepcopy=False, states=states)
 
 
 def finished(study: optuna.Study) -> int:
@@ -256,9 +330,14 @@ def run_here(args: argparse.Namespace, study: optuna.Study, base: TrainConfig, s
             bar.write(trial_line(study, trial))
             sys.stdout.flush()
 
-    stop = optuna.study.MaxTrialsCallback(args.trials, states=FINISHED)
+    gate: TrialGate = study.sampler.gate
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
     try:
-        study.optimize(objective, timeout=args.timeout, callbacks=[stop, progress], catch=CAUGHT)
+        while gate.wait_for_room(study, deadline):
+            try:
+                study.optimize(objective, n_trials=1, callbacks=[progress], catch=CAUGHT)
+            except NoRoom:
+                time.sleep(random.uniform(0.1, 1.0))  # another worker took the last place; look again
     finally:
         bar.close()
 
