@@ -182,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{corpus.summary()}\ntorch {torch.__version__}, {torch.get_num_threads()} thread(s), "
         f"{args.epochs} epoch(s){f' of at most {args.max_batches} batches' if args.max_batches else ''} per way"
     )
-    header = f"{'config':<9} {'way':<9} {'train tok/s':>11} {'s/batch':>8} {'padding':>8} {'eval sent/s':>11} {'peak MiB':>9} {'speed-up':>8}"
-    print(header)
+    columns = ("config", 9), ("way", 9), ("train tok/s", 11), ("s/batch", 8), ("padding", 8), ("eval sent/s", 11)
+    print(" ".join(f"{n:<{w}}" if i < 2 else f"{n:>{w}}" for i, (n, w) in enumerate(columns)) + " peak MiB speed-up")
     rows = []
     for name in args.preset:
         config = PRESETS[name]

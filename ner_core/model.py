@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from .crf import CRF
 
 from .config import TrainConfig
+from .crf import CRF
 
 
 class SelfAttention(nn.Module):

@@ -175,10 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwrote {out}/best.json, {out}/report.md; model (best dev of the seeds) in {model_dir}")
     print(f"next: echo '太祖遣使至洛陽' | python -m ner_core.predict {model_dir}")
     if not args.test:
-        print(
-            f"      python -m study.best --test{'' if args.study_name == DEFAULT_STUDY else ' --study-name ' + args.study_name}"
-            "   (scores the test split once)"
-        )
+        name = "" if args.study_name == DEFAULT_STUDY else f" --study-name {args.study_name}"
+        print(f"      python -m study.best --test{name}   (scores the test split once)")
     return 0
 
 

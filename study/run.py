@@ -387,9 +387,10 @@ def run_workers(args: argparse.Namespace, argv: list[str], study: optuna.Study) 
 def summary(args: argparse.Namespace, study: optuna.Study, seconds: float) -> str:
     trials = study.get_trials(deepcopy=False)
     counts = {s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    done = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
     lines = [
-        f"\nstudy '{args.study_name}' in {describe(args.storage)}: {counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]} "
-        f"finished trials ({counts[TrialState.COMPLETE]} complete, {counts[TrialState.PRUNED]} pruned, "
+        f"\nstudy '{args.study_name}' in {describe(args.storage)}: {done} finished trials "
+        f"({counts[TrialState.COMPLETE]} complete, {counts[TrialState.PRUNED]} pruned, "
         f"{counts[TrialState.FAIL]} failed); this run took {seconds / 60:.1f} min",
     ]
     if counts[TrialState.COMPLETE]:
