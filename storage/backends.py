@@ -7,20 +7,26 @@
 
 RDB storages get heartbeats: a trial whose worker died is marked FAIL after the grace period and
 queued again with the same parameters (RetryHeartbeatStaleTrialCallback), at most a few times.
+The timings come from the environment (see ``Heartbeat``).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import random
 import sqlite3
+import time
 import warnings
+from collections.abc import Mapping
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import optuna
+import sqlalchemy.exc
 from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
 
@@ -28,11 +34,17 @@ from ner_core.errors import UserError
 
 DEFAULT_URL = "sqlite:///results/study.db"
 SQLITE_BUSY_TIMEOUT_S = 60
+SCHEMA_ATTEMPTS = 5  # opening a new database: tries while other workers create the same tables
 SCHEMES = ("sqlite", "postgresql", "journal")
 
 
 class StorageError(UserError):
     """A storage URL that cannot be opened; the message says why in one line."""
+
+
+ENV_INTERVAL = "NER_HPO_HEARTBEAT_INTERVAL"
+ENV_GRACE = "NER_HPO_GRACE_PERIOD"
+ENV_RETRY = "NER_HPO_MAX_RETRY"
 
 
 @dataclass(frozen=True)
@@ -42,11 +54,43 @@ class Heartbeat:
 
     60 s / 180 s: a beat is one small UPDATE, so a minute costs nothing, and three missed beats
     rule out a slow epoch or a busy database being taken for a dead worker.
+
+    Tests and operators change them without code changes through environment variables, read by
+    ``Heartbeat.from_env()`` (what ``open_storage`` uses by default), in whole seconds:
+    ``NER_HPO_HEARTBEAT_INTERVAL`` (default 60), ``NER_HPO_GRACE_PERIOD`` (default 180, must be
+    more than the interval) and ``NER_HPO_MAX_RETRY`` (default 3; 0 fails a dead worker's trial
+    without retrying it). Every worker of a study should see the same values.
     """
 
     interval: int = 60
     grace_period: int = 180
     max_retry: int = 3
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Heartbeat:
+        """The defaults, overridden by NER_HPO_HEARTBEAT_INTERVAL / _GRACE_PERIOD / _MAX_RETRY."""
+        default = cls()
+        interval = _env_seconds(environ, ENV_INTERVAL, default.interval, minimum=1)
+        grace = _env_seconds(environ, ENV_GRACE, default.grace_period, minimum=1)
+        if grace <= interval:
+            raise StorageError(
+                f"{ENV_GRACE}={grace} must be more than the heartbeat interval ({interval} s), "
+                "or live workers' trials are failed"
+            )
+        return cls(interval, grace, _env_seconds(environ, ENV_RETRY, default.max_retry, minimum=0))
+
+
+def _env_seconds(environ: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    text = environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise StorageError(f"{name} must be a whole number >= {minimum}, got {text!r}")
+    return value
 
 
 def describe(url: str | None) -> str:
@@ -58,9 +102,14 @@ def describe(url: str | None) -> str:
     return url
 
 
-def open_storage(url: str | None = None, heartbeat: Heartbeat | None = Heartbeat()) -> optuna.storages.BaseStorage:
-    """An Optuna storage for ``url`` (default: the embedded SQLite file results/study.db)."""
+def open_storage(url: str | None = None, heartbeat: Heartbeat | bool = True) -> optuna.storages.BaseStorage:
+    """An Optuna storage for ``url`` (default: the embedded SQLite file results/study.db).
+
+    ``heartbeat`` (SQLite and PostgreSQL only): True for ``Heartbeat.from_env()``, False for none.
+    """
     url = url or DEFAULT_URL
+    if heartbeat is True:
+        heartbeat = Heartbeat.from_env()
     scheme = urlsplit(url).scheme.split("+")[0]
     if scheme == "sqlite":
         return _rdb(_prepare_sqlite(url), {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}, heartbeat, url)
@@ -88,12 +137,29 @@ def _prepare_sqlite(url: str) -> str:
     if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise StorageError(f"{url}: {folder} is not writable")
     try:
-        # WAL lets readers (the dashboard) and one writer work at once; the mode is kept in the file.
-        with sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S) as connection:
-            connection.execute("PRAGMA journal_mode=WAL")
+        _set_wal(path)
     except sqlite3.DatabaseError as err:
         raise StorageError(f"{url}: not a usable SQLite database ({err})") from None
     return url
+
+
+def _set_wal(path: Path) -> None:
+    """WAL lets readers (the dashboard) and one writer work at once; the mode is kept in the file.
+
+    Switching needs the file to itself, which the busy timeout does not wait for: when workers
+    start together on a new file, all but one are told 'database is locked' and try again.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            with closing(sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)) as connection:
+                if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.05, 0.2))
 
 
 def _prepare_postgres(url: str) -> str:
@@ -106,9 +172,9 @@ def _prepare_postgres(url: str) -> str:
     return "postgresql+psycopg://" + rest if scheme in ("postgresql", "postgres") else url
 
 
-def _rdb(url: str, engine_kwargs: dict[str, Any], heartbeat: Heartbeat | None, given: str) -> RDBStorage:
+def _rdb(url: str, engine_kwargs: dict[str, Any], heartbeat: Heartbeat | bool, given: str) -> RDBStorage:
     beats: dict[str, Any] = {}
-    if heartbeat is not None:
+    if isinstance(heartbeat, Heartbeat):
         beats = {
             "heartbeat_interval": heartbeat.interval,
             "grace_period": heartbeat.grace_period,
@@ -116,12 +182,23 @@ def _rdb(url: str, engine_kwargs: dict[str, Any], heartbeat: Heartbeat | None, g
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             beats["heartbeat_stale_trial_callback"] = RetryHeartbeatStaleTrialCallback(max_retry=heartbeat.max_retry)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(url, engine_kwargs=engine_kwargs, **beats)
-    except Exception as err:  # sqlalchemy raises many kinds; all mean "cannot open"
-        raise StorageError(_connection_message(given, err)) from None
+    for attempt in range(SCHEMA_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(url, engine_kwargs=engine_kwargs, **beats)
+        except Exception as err:  # sqlalchemy raises many kinds; all mean "cannot open"
+            if attempt + 1 < SCHEMA_ATTEMPTS and _lost_schema_race(err):
+                time.sleep(random.uniform(0.1, 0.5) * (attempt + 1))
+                continue
+            raise StorageError(_connection_message(given, err)) from None
+    raise AssertionError("unreachable")
+
+
+def _lost_schema_race(err: Exception) -> bool:
+    """Workers started together on a new database all create its tables: all but one fail."""
+    text = str(err)
+    return isinstance(err, sqlalchemy.exc.IntegrityError) or "already exists" in text or "database is locked" in text
 
 
 def _connection_message(url: str, err: Exception) -> str:

@@ -154,6 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=WARMUP_EPOCHS,
         help=f"epochs of every trial that are never pruned (default {WARMUP_EPOCHS})",
     )
+    run.add_argument(
+        "--sampler",
+        choices=("tpe", "random"),
+        default="tpe",
+        help="tpe (default) or random search; study.bench compares them",
+    )
+    run.add_argument("--pruner", choices=("median", "none"), default="median", help="median pruning (default) or none")
     run.add_argument("--embeddings", help="pretrained character vectors (word2vec text) for every trial")
     run.add_argument("--no-report", action="store_true", help="skip the plotly report at the end")
     run.add_argument("--quiet", action="store_true", help="no progress bar or per-trial lines")
@@ -244,8 +251,14 @@ def open_study(
         seed=args.seed + existing,
         multivariate=True,
         constant_liar=True,
+        # TPE draws its startup trials from the random sampler: random search is TPE that never starts.
+        **({"n_startup_trials": 1 << 30} if args.sampler == "random" else {}),
     )
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=args.startup_trials, n_warmup_steps=args.warmup_epochs)
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=args.startup_trials, n_warmup_steps=args.warmup_epochs)
+        if args.pruner == "median"
+        else optuna.pruners.NopPruner()
+    )
     study = optuna.create_study(
         study_name=args.study_name,
         storage=storage,

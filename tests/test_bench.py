@@ -1,0 +1,63 @@
+"""The benchmark scripts run end to end on a tiny corpus (their figures come from real runs)."""
+
+import json
+
+from ner_core import bench as train_bench
+from study import bench as study_bench
+
+from .corpora import make_corpus
+
+
+def test_training_bench_compares_both_ways(tmp_path, capsys):
+    corpus = make_corpus(tmp_path / "corpus", (200, 20, 5), max_len=20)
+    out = tmp_path / "train.json"
+    args = ["--data-dir", str(corpus), "--preset", "128x1", "--max-batches", "3", "--threads", "1", "--out", str(out)]
+    assert train_bench.main(args) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["way"] for r in rows] == ["notebook", "ner_core"]
+    notebook, ours = rows
+    assert ours["padding"] < notebook["padding"]
+    assert ours["speedup"] == ours["train_tokens_per_s"] / notebook["train_tokens_per_s"]
+    assert "speed-up" in capsys.readouterr().out
+
+
+def test_time_to_target_bench_runs_both_arms(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    corpus = make_corpus(tmp_path / "corpus", (80, 20, 5))
+    out = tmp_path / "bench"
+    tiny = [
+        "--max-epochs",
+        "2",
+        "--hidden-sizes",
+        "8",
+        "--layers-range",
+        "1",
+        "1",
+        "--batch-sizes",
+        "16",
+        "--embed-dim",
+        "8",
+        "--no-baseline",
+    ]
+    args = [
+        "--data-dir",
+        str(corpus),
+        "--budget",
+        "4",
+        "--seeds",
+        "1",
+        "--target",
+        "0.05",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+        "--",
+        *tiny,
+    ]
+    assert study_bench.main(args) == 0
+    report = json.loads((out / "time_to_target.json").read_text())
+    assert set(report["results"]) == {"A", "B"}
+    for runs in report["results"].values():
+        assert runs[0]["time_to_target"] is not None and runs[0]["best"] >= 0.05
+    assert (out / "time_to_target.html").is_file()

@@ -1,0 +1,379 @@
+"""Storage backends against real servers, real processes and real signals.
+
+Every study is tiny (a synthetic corpus of 60 training sentences, one LSTM layer of 8 or 16
+units), every worker is a separate ``python -m study.run`` started in tmp_path (its results/ lands
+there). PostgreSQL tests use the server at 127.0.0.1:5432 (user postgres, trust auth; ``.ci/run``
+starts it): each creates a database of its own and drops it afterwards, and all of them skip with
+the reason when the server cannot be reached. ``pytest -s`` shows the measured recovery times.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+import warnings
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from storage import Heartbeat, StorageError, open_storage
+from study.run import GatedTPESampler, NoRoom, TrialGate
+
+from .corpora import make_corpus
+
+PG_WHERE = "127.0.0.1:5432"
+PG_ADMIN_URL = f"postgresql://postgres@{PG_WHERE}/test"
+STUDY = "bilstm-crf"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# About half a second a trial on a free core: two epochs of a tiny model.
+TINY = (
+    "--max-epochs 2 --hidden-sizes 8 16 --layers-range 1 1 --batch-sizes 16 --embed-dim 8 "
+    "--no-baseline --no-report --quiet --threads 1"
+).split()
+# Trials of a second or two, to be caught running: more epochs, never stopped early.
+SLOW = [*TINY, "--max-epochs", "10", "--patience", "10"]
+FAST_HEARTBEAT = {"NER_HPO_HEARTBEAT_INTERVAL": "1", "NER_HPO_GRACE_PERIOD": "3"}
+WAIT_S = 240  # for one worker to end; generous, the 2 cores are shared
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Worker:
+    """One ``python -m study.run`` process; its output goes to files (no pipe to fill up)."""
+
+    process: subprocess.Popen
+    out: Path
+    err: Path
+
+    def finish(self, timeout: float = WAIT_S) -> tuple[int, str, str]:
+        """Return code, stdout, stderr once it has ended."""
+        try:
+            rc = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            pytest.fail(f"{self.out.stem} did not end within {timeout} s; stderr:\n{self.err.read_text()}")
+        return rc, self.out.read_text(), self.err.read_text()
+
+
+@pytest.fixture
+def spawn(tmp_path):
+    """spawn(storage, trials, *options, env=..., name=...) starts a worker; leftovers are killed."""
+    started: list[subprocess.Popen] = []
+
+    def start(storage: str | None, trials: int, *options: str, env: dict | None = None, name: str = "worker"):
+        name = f"{name}-{len(started)}"
+        command = [sys.executable, "-m", "study.run", "--trials", str(trials), "--data-dir", str(tmp_path / "corpus")]
+        command += ["--storage", storage] if storage else []
+        out, err = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
+        with out.open("w") as stdout, err.open("w") as stderr:
+            process = subprocess.Popen(
+                [*command, *options], cwd=tmp_path, stdout=stdout, stderr=stderr, env={**os.environ, **(env or {})}
+            )
+        started.append(process)
+        return Worker(process, out, err)
+
+    make_corpus(tmp_path / "corpus", (60, 15, 15))
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def finish_all(workers: list[Worker]) -> list[tuple[int, str, str]]:
+    results = [w.finish() for w in workers]
+    for k, (rc, out, err) in enumerate(results):
+        assert rc == 0, f"worker {k} exited {rc}:\n{out}\n{err}"
+        assert "Traceback" not in err, err
+    return results
+
+
+def trials_of(storage: optuna.storages.BaseStorage) -> list[FrozenTrial]:
+    """The study's trials, fresh from the database ([] before a worker created it)."""
+    try:
+        study_id = storage.get_study_id_from_name(STUDY)
+    except KeyError:
+        return []
+    return storage.get_all_trials(study_id)
+
+
+def states(storage: optuna.storages.BaseStorage) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for trial in trials_of(storage):
+        counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
+    return counts
+
+
+def finished(storage: optuna.storages.BaseStorage) -> int:
+    return sum(t.state in FINISHED for t in trials_of(storage))
+
+
+def wait_for_running(
+    storage: optuna.storages.BaseStorage, worker: Worker, epochs: int = 2, after_complete: bool = True
+) -> FrozenTrial:
+    """A RUNNING trial that has reported ``epochs`` epochs (once a COMPLETE trial exists)."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        assert worker.process.poll() is None, f"worker ended early:\n{worker.err.read_text()}"
+        trials = trials_of(storage)
+        running = [t for t in trials if t.state == TrialState.RUNNING and len(t.intermediate_values) >= epochs]
+        if running and (not after_complete or any(t.state == TrialState.COMPLETE for t in trials)):
+            return running[0]
+        time.sleep(0.1)
+    pytest.fail(f"no trial running after {WAIT_S} s")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.status == 200
+        return json.loads(response.read())
+
+
+def _pg_admin():
+    """An autocommit connection to the server's 'test' database, or skip with the reason."""
+    try:
+        import psycopg
+    except ImportError:
+        pytest.skip(f"PostgreSQL not reachable at {PG_WHERE}: psycopg is not installed")
+    try:
+        return psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.Error as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        pytest.skip(f"PostgreSQL not reachable at {PG_WHERE}: {reason}")
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
+    name = f"ner_hpo_test_{uuid.uuid4().hex[:12]}"
+    with _pg_admin() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@{PG_WHERE}/{name}"
+    finally:
+        with _pg_admin() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # also ends stray connections
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/study.db"
+    return request.getfixturevalue("pg_url")
+
+
+# --- many workers ------------------------------------------------------------------------------
+
+
+def test_postgres_four_independent_workers_finish_exactly_n(pg_url, spawn):
+    n = 8
+    started = time.perf_counter()
+    finish_all([spawn(pg_url, n, *TINY) for _ in range(4)])  # four machines running the same command
+    storage = open_storage(pg_url, heartbeat=False)
+    assert states(storage) == {"COMPLETE": n}
+    print(f"\nPostgreSQL, 4 independent workers: {n} trials in {time.perf_counter() - started:.1f} s")
+
+
+def test_sqlite_three_workers_while_the_dashboard_reads(tmp_path, spawn):
+    n = 8
+    url = f"sqlite:///{tmp_path}/study.db"
+    dashboard = shutil.which("optuna-dashboard", path=str(Path(sys.executable).parent))
+    assert dashboard, "optuna-dashboard is not installed next to the Python running the tests"
+    open_storage(url)  # the dashboard opens existing databases only
+    port = free_port()
+    log = (tmp_path / "dashboard.log").open("w")
+    server = subprocess.Popen(
+        [dashboard, "--host", "127.0.0.1", "--port", str(port), url], stdout=log, stderr=subprocess.STDOUT
+    )
+    api = f"http://127.0.0.1:{port}/api/studies"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                get_json(api)
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "dashboard.log").read_text()
+                time.sleep(0.2)
+        workers = [spawn(url, n, *TINY) for _ in range(3)]
+        polls, seen = 0, 0
+        while any(w.process.poll() is None for w in workers):
+            summaries = get_json(api)["study_summaries"]  # raises on any error status
+            for summary in summaries:
+                seen = max(seen, len(get_json(f"{api}/{summary['study_id']}")["trials"]))
+            polls += 1
+            time.sleep(0.5)
+        results = finish_all(workers)
+        assert polls >= 3 and seen >= 1, (polls, seen)
+        assert states(open_storage(url, heartbeat=False)) == {"COMPLETE": n}
+        assert len(get_json(f"{api}/{get_json(api)['study_summaries'][0]['study_id']}")["trials"]) == n
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+    outputs = [out + err for _, out, err in results] + [(tmp_path / "dashboard.log").read_text()]
+    assert not [o for o in outputs if "database is locked" in o]
+    print(f"\nSQLite, 3 workers and the dashboard: {polls} dashboard polls, none failed")
+
+
+# --- dead and interrupted workers --------------------------------------------------------------
+
+
+def test_a_killed_workers_trial_is_retried(any_url, spawn):
+    n = 3
+    storage = open_storage(any_url, heartbeat=False)
+    first = spawn(any_url, n, *SLOW, env=FAST_HEARTBEAT)
+    victim = wait_for_running(storage, first)
+    complete_before = {t.number for t in trials_of(storage) if t.state == TrialState.COMPLETE}
+    first.process.send_signal(signal.SIGKILL)
+    killed_at = datetime.now()
+    first.process.wait()
+
+    finish_all([spawn(any_url, n, *SLOW, env=FAST_HEARTBEAT)])
+    trials = {t.number: t for t in trials_of(storage)}
+    assert trials[victim.number].state == TrialState.FAIL
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retried = {t.number: RetryHeartbeatStaleTrialCallback.retried_trial_number(t) for t in trials.values()}
+    retries = [trials[k] for k, original in retried.items() if original is not None]
+    assert [retried[t.number] for t in retries] == [victim.number]
+    retry = retries[0]
+    assert retry.state in FINISHED and retry.params == victim.params
+    assert sum(t.state in FINISHED for t in trials.values()) == n
+    assert [t.number for t in trials.values() if t.state == TrialState.FAIL] == [victim.number]
+    assert all(trials[k].state == TrialState.COMPLETE for k in complete_before)
+    failed_after = (trials[victim.number].datetime_complete - killed_at).total_seconds()
+    retried_after = (retry.datetime_start - killed_at).total_seconds()
+    print(
+        f"\n{any_url.split(':')[0]}: SIGKILL -> trial {victim.number} FAIL after {failed_after:.1f} s, "
+        f"retry (trial {retry.number}) started after {retried_after:.1f} s (a new worker's start included)"
+    )
+
+
+def test_sigint_stops_cleanly_and_the_same_command_resumes(tmp_path, spawn):
+    n = 2
+    worker = spawn(None, n, *SLOW)  # the default storage: results/study.db in tmp_path
+    storage = open_storage(f"sqlite:///{tmp_path}/results/study.db", heartbeat=False)
+    wait_for_running(storage, worker, epochs=1, after_complete=False)
+    worker.process.send_signal(signal.SIGINT)
+    rc, out, err = worker.finish()
+    assert rc == 130, err
+    assert "interrupted: finished trials are kept in sqlite:///results/study.db" in err
+    assert "Traceback" not in err
+
+    assert optuna.get_all_study_names(storage) == [STUDY]
+    before = finished(storage)
+    assert before < n
+    finish_all([spawn(None, n, *SLOW)])
+    assert finished(storage) == n
+
+
+@pytest.fixture
+def quiet_optuna():
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    yield
+    optuna.logging.set_verbosity(verbosity)
+
+
+def test_a_waiting_worker_takes_over_a_dead_workers_trial(tmp_path, monkeypatch, quiet_optuna):
+    """The gate, in one process: no trial past --trials, and the last worker retries a dead one's."""
+    monkeypatch.setenv("NER_HPO_HEARTBEAT_INTERVAL", "1")
+    monkeypatch.setenv("NER_HPO_GRACE_PERIOD", "2")
+    storage = open_storage(f"sqlite:///{tmp_path}/gate.db")
+    gate = TrialGate(storage, STUDY, target=2)
+    study = optuna.create_study(
+        study_name=STUDY, storage=storage, sampler=GatedTPESampler(gate, seed=0), direction="maximize"
+    )
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
+    dead = storage.create_new_trial(storage.get_study_id_from_name(STUDY))  # a worker that beat once, then died
+    storage.record_heartbeat(dead)
+    with pytest.raises(NoRoom):  # 1 finished + 1 running + this one > 2: back to the queue, nothing run
+        study.optimize(lambda trial: 1.0, n_trials=1)
+    assert states(storage) == {"COMPLETE": 1, "RUNNING": 1, "WAITING": 1}
+
+    started = time.monotonic()
+    assert gate.wait_for_room(study, deadline=None)  # until the dead worker's trial is stale
+    assert 1 < time.monotonic() - started < 15
+    assert states(storage) == {"COMPLETE": 1, "FAIL": 1, "WAITING": 2}  # the retry queued too
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
+    assert not gate.wait_for_room(study, deadline=None)
+    assert states(storage) == {"COMPLETE": 2, "FAIL": 1, "WAITING": 1}
+
+
+# --- URLs --------------------------------------------------------------------------------------
+
+
+def test_default_url_is_a_sqlite_file_under_results(tmp_path, monkeypatch):
+    for name in ("NER_HPO_HEARTBEAT_INTERVAL", "NER_HPO_GRACE_PERIOD", "NER_HPO_MAX_RETRY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    storage = open_storage()
+    assert isinstance(storage, RDBStorage)
+    assert (tmp_path / "results" / "study.db").is_file()
+    assert storage.get_heartbeat_interval() == 60 and storage.grace_period == 180
+
+
+def test_heartbeat_settings_come_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("NER_HPO_HEARTBEAT_INTERVAL", "2")
+    monkeypatch.setenv("NER_HPO_GRACE_PERIOD", "7")
+    monkeypatch.setenv("NER_HPO_MAX_RETRY", "0")
+    assert Heartbeat.from_env() == Heartbeat(2, 7, 0)
+    storage = open_storage(f"sqlite:///{tmp_path}/a.db")
+    assert storage.get_heartbeat_interval() == 2 and storage.grace_period == 7
+    assert open_storage(f"sqlite:///{tmp_path}/a.db", heartbeat=False).get_heartbeat_interval() is None
+    monkeypatch.setenv("NER_HPO_GRACE_PERIOD", "2")
+    with pytest.raises(StorageError, match="NER_HPO_GRACE_PERIOD=2 must be more than the heartbeat interval"):
+        open_storage(f"sqlite:///{tmp_path}/a.db")
+    monkeypatch.setenv("NER_HPO_HEARTBEAT_INTERVAL", "soon")
+    with pytest.raises(StorageError, match="NER_HPO_HEARTBEAT_INTERVAL must be a whole number >= 1, got 'soon'"):
+        Heartbeat.from_env()
+
+
+def test_unknown_scheme_names_the_known_ones():
+    with pytest.raises(StorageError) as caught:
+        open_storage("mysql://root@localhost/optuna")
+    assert str(caught.value) == (
+        "mysql://root@localhost/optuna: unknown storage scheme 'mysql'; use one of "
+        "sqlite:///PATH, postgresql://USER@HOST:PORT/DB, journal:///PATH"
+    )
+
+
+def test_unreachable_postgres_is_one_line():
+    pytest.importorskip("psycopg")
+    with pytest.raises(StorageError) as caught:
+        open_storage("postgresql://postgres:secret@127.0.0.1:1/optuna")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("postgresql://postgres:***@127.0.0.1:1/optuna: cannot connect to PostgreSQL at ")
+    assert "at 127.0.0.1:1 (is PostgreSQL running?)" in message
+    assert "secret" not in message
+
+
+def test_journal_file_runs_a_study(tmp_path, spawn):
+    url = f"journal:///{tmp_path}/journal/study.log"
+    finish_all([spawn(url, 2, *TINY)])
+    assert (tmp_path / "journal" / "study.log").is_file()
+    assert states(open_storage(url)) == {"COMPLETE": 2}
