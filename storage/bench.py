@@ -2,7 +2,7 @@
 
 Each worker is a separate ``python -m study.run`` (as on separate machines) on a fresh storage:
 a new SQLite file, or a new PostgreSQL database created next to --postgres and dropped after.
-The configuration is tiny on purpose (a synthetic corpus of 120 sentences, one epoch of a 1-layer
+The configuration is tiny on purpose (ner_core.synthetic's corpus of 120 sentences, one epoch of a 1-layer
 LSTM of 8 units) so that the storage, not the training, is what the numbers show. Two rates:
 "wall" counts the whole run (Python and torch start-up included), "trials" only the span from
 the first trial's start to the last one's end, as recorded in the storage.
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from optuna.trial import TrialState
 
+from ner_core.synthetic import make_corpus
+
 from . import open_storage
 
 STUDY = "bench"
@@ -32,27 +33,6 @@ TINY = (
     "--max-epochs 1 --hidden-sizes 8 --layers-range 1 1 --batch-sizes 16 --embed-dim 8 "
     "--no-baseline --no-report --quiet --threads 1"
 ).split()
-
-
-def write_corpus(folder: Path, sizes: tuple[int, int, int] = (120, 30, 30), seed: int = 0) -> Path:
-    """train/dev/test.txt: characters and BIOES tags, one sentence per blank-line-ended block."""
-    rng = random.Random(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, count in zip(("train", "dev", "test"), sizes):
-        lines = []
-        for _ in range(count):
-            for _ in range(rng.randint(3, 10)):
-                if rng.random() < 0.6:
-                    lines.append(f"{rng.choice('之乎者也而曰於以')}\tO")
-                    continue
-                kind, alphabet = rng.choice((("PER", "張王李趙"), ("LOC", "洛陽長安")))
-                n = rng.randint(1, 3)
-                tags = [f"S-{kind}"] if n == 1 else [f"B-{kind}"] + [f"I-{kind}"] * (n - 2) + [f"E-{kind}"]
-                lines += [f"{rng.choice(alphabet)}\t{tag}" for tag in tags]
-                lines.append("也\tO")  # entities never touch
-            lines.append("")
-        (folder / f"{name}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return folder
 
 
 class Postgres:
@@ -134,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     print("{:<11} {:>7} {:>8} {:>6} {:>7} {:>9} {:>11}".format(*header))
     with tempfile.TemporaryDirectory(prefix="ner-hpo-bench-") as tmp:
         folder = Path(tmp)
-        write_corpus(folder / "corpus")
+        make_corpus(folder / "corpus", (120, 30, 30))
         for backend in args.backends:
             if backend == "postgresql" and postgres is None:
                 continue

@@ -2,8 +2,7 @@ import pytest
 import torch
 
 from ner_core.config import TrainConfig
-
-from .corpora import make_corpus
+from ner_core.synthetic import make_corpus
 
 # The suite runs on 2 shared cores: one torch thread per test process keeps timings sane.
 torch.set_num_threads(1)

@@ -3,9 +3,8 @@
 import json
 
 from ner_core import bench as train_bench
+from ner_core.synthetic import make_corpus
 from study import bench as study_bench
-
-from .corpora import make_corpus
 
 
 def test_training_bench_compares_both_ways(tmp_path, capsys):

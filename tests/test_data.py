@@ -6,8 +6,7 @@ import torch
 
 from ner_core.data import EncodedSplit, Vocab, load_corpus, read_conll
 from ner_core.errors import CorpusError, UserError
-
-from .corpora import make_corpus
+from ner_core.synthetic import make_corpus
 
 
 def write(path, text, encoding="utf-8"):

@@ -29,10 +29,9 @@ import pytest
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from ner_core.synthetic import make_corpus
 from storage import Heartbeat, StorageError, open_storage
 from study.run import GatedTPESampler, NoRoom, TrialGate
-
-from .corpora import make_corpus
 
 PG_WHERE = "127.0.0.1:5432"
 PG_ADMIN_URL = f"postgresql://postgres@{PG_WHERE}/test"

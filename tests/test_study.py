@@ -11,10 +11,9 @@ from optuna.trial import TrialState
 
 from ner_core.errors import NonFiniteLossError
 from ner_core.saving import load_model
+from ner_core.synthetic import make_corpus
 from study import best as study_best
 from study import run as study_run
-
-from .corpora import make_corpus
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Small synthetic corpora the tests write themselves (never downloads)."""
+"""Small synthetic corpora for tests and benchmarks: learnable, written in seconds, never downloaded."""
 
 from __future__ import annotations
 
