@@ -27,7 +27,7 @@ from ner_core.errors import UserError
 from storage import DEFAULT_URL, describe, open_storage
 
 from .objective import CAUGHT, Objective
-from .space import SEARCHED, STUDY_BASE, SearchSpace, searched_params
+from .space import SEARCHED, STUDY_BASE, SearchSpace, add_space_arguments, searched_params, space_from_args
 
 DEFAULT_STUDY = "bilstm-crf"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -166,48 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar or per-trial lines")
     run.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
 
-    space = parser.add_argument_group("search space (defaults fit 2 CPU cores; see README)")
-    default = SearchSpace()
-    space.add_argument(
-        "--lr-range",
-        type=float,
-        nargs=2,
-        metavar=("LOW", "HIGH"),
-        default=default.lr,
-        help=f"learning rate, log scale (default {default.lr[0]:g} {default.lr[1]:g})",
-    )
-    space.add_argument(
-        "--hidden-sizes",
-        type=int,
-        nargs="+",
-        metavar="N",
-        default=default.hidden_sizes,
-        help=f"LSTM hidden sizes to choose from (default {' '.join(map(str, default.hidden_sizes))})",
-    )
-    space.add_argument(
-        "--layers-range",
-        type=int,
-        nargs=2,
-        metavar=("LOW", "HIGH"),
-        default=default.num_layers,
-        help=f"LSTM layers (default {default.num_layers[0]} {default.num_layers[1]})",
-    )
-    space.add_argument(
-        "--dropout-range",
-        type=float,
-        nargs=2,
-        metavar=("LOW", "HIGH"),
-        default=default.dropout,
-        help=f"dropout (default {default.dropout[0]:g} {default.dropout[1]:g})",
-    )
-    space.add_argument(
-        "--batch-sizes",
-        type=int,
-        nargs="+",
-        metavar="N",
-        default=default.batch_sizes,
-        help=f"batch sizes to choose from (default {' '.join(map(str, default.batch_sizes))})",
-    )
+    add_space_arguments(parser)
     add_config_arguments(
         parser,
         exclude=(*SEARCHED, "objective", "seed"),
@@ -229,13 +188,7 @@ def settings_from_args(args: argparse.Namespace) -> tuple[TrainConfig, SearchSpa
     if args.timeout is not None and args.timeout <= 0:
         raise UserError(f"--timeout must be positive, got {args.timeout}")
     base = config_from_args(args, STUDY_BASE).replace(objective=args.metric, seed=args.seed)
-    space = SearchSpace(
-        tuple(args.lr_range),
-        tuple(args.hidden_sizes),
-        tuple(args.layers_range),
-        tuple(args.dropout_range),
-        tuple(args.batch_sizes),
-    )
+    space = space_from_args(args)
     return base, space
 
 

@@ -6,6 +6,7 @@ Fixed from the command line: embedding size, LayerNorm, attention, max epochs, p
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
@@ -84,3 +85,34 @@ def searched_params(config: TrainConfig) -> dict[str, Any]:
 def config_for(params: dict[str, Any], base: TrainConfig) -> TrainConfig:
     """The configuration a trial trained: its parameters over the study's fixed settings."""
     return base.replace(**{k: v for k, v in params.items() if k in SEARCHED})
+
+
+# option -> (SearchSpace field, value type, nargs, what it is)
+_OPTIONS = {
+    "--lr-range": ("lr", float, 2, "learning rate, log scale"),
+    "--hidden-sizes": ("hidden_sizes", int, "+", "LSTM hidden sizes to choose from"),
+    "--layers-range": ("num_layers", int, 2, "LSTM layers"),
+    "--dropout-range": ("dropout", float, 2, "dropout"),
+    "--batch-sizes": ("batch_sizes", int, "+", "batch sizes to choose from"),
+}
+
+
+def add_space_arguments(parser: argparse.ArgumentParser) -> None:
+    """One option per searched setting, defaults from SearchSpace."""
+    group = parser.add_argument_group("search space (defaults fit 2 CPU cores; see README)")
+    default = SearchSpace()
+    for flag, (name, kind, nargs, what) in _OPTIONS.items():
+        value = getattr(default, name)
+        group.add_argument(
+            flag,
+            dest=f"space_{name}",
+            type=kind,
+            nargs=nargs,
+            default=value,
+            metavar=("LOW", "HIGH") if nargs == 2 else "N",
+            help=f"{what} (default {' '.join(f'{v:g}' for v in value)})",
+        )
+
+
+def space_from_args(args: argparse.Namespace) -> SearchSpace:
+    return SearchSpace(**{name: tuple(getattr(args, f"space_{name}")) for name, *_ in _OPTIONS.values()})
