@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--seed",
                 str(seed),
                 "--no-report",
+                "--no-baseline",  # the notebook configuration would cost each arm the same first minutes
                 "--quiet",
                 *options,
                 *extra,
