@@ -40,8 +40,8 @@ study: install data
 
 # A quick look, a few minutes on 2 cores: small models, few epochs, its own study name.
 demo: install data
-	$(PY) -m study.run --study-name demo --trials 8 --max-epochs 4 --hidden-sizes 32 64 --layers-range 1 1 \
-		--batch-sizes 16 32 --no-baseline --data-dir $(DATA_DIR) --storage $(STORAGE)
+	$(PY) -m study.run --study-name demo --trials 6 --max-epochs 3 --hidden-sizes 32 64 --layers-range 1 1 \
+		--batch-sizes 32 64 --startup-trials 3 --warmup-epochs 2 --no-baseline --data-dir $(DATA_DIR) --storage $(STORAGE)
 
 # Retrain the best configuration under 3 seeds and score the test split once.
 best: install data
