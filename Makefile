@@ -7,6 +7,8 @@ DATA_DIR ?= data/chisiec
 MIRROR := $(if $(wildcard ../shared/chisiec/train.txt),--mirror ../shared/chisiec,)
 STORAGE ?= sqlite:///results/study.db
 TRIALS ?= 50
+# Worker processes for the study, each with cores/WORKERS torch threads (the README's timings used 2).
+WORKERS ?= 2
 
 .PHONY: install test lint data train study demo best dashboard clean
 
@@ -36,12 +38,12 @@ train: install data
 
 # The product's main job: a 50-trial Bayesian search (resumes if interrupted).
 study: install data
-	$(PY) -m study.run --trials $(TRIALS) --data-dir $(DATA_DIR) --storage $(STORAGE)
+	$(PY) -m study.run --trials $(TRIALS) --workers $(WORKERS) --data-dir $(DATA_DIR) --storage $(STORAGE)
 
 # A quick look, a few minutes on 2 cores: small models, few epochs, its own study name.
 demo: install data
 	$(PY) -m study.run --study-name demo --trials 6 --max-epochs 3 --hidden-sizes 32 64 --layers-range 1 1 \
-		--batch-sizes 32 64 --startup-trials 3 --warmup-epochs 2 --no-baseline --data-dir $(DATA_DIR) --storage $(STORAGE)
+		--batch-sizes 32 64 --startup-trials 3 --warmup-epochs 2 --data-dir $(DATA_DIR) --storage $(STORAGE)
 
 # Retrain the best configuration under 3 seeds and score the test split once.
 best: install data

@@ -3,8 +3,10 @@
 The notebook's way: random batches, an unpacked ``nn.LSTM(bidirectional=True)``, pytorch-crf's
 CRF, attention masked with -1e9, dropout on every padded position. ner_core's way: length-
 bucketed batches, the padded BiLSTM, the vectorized CRF, inference mode and length-sorted
-batches in evaluation. Same sizes, same optimizer, same clipping. Prints training tokens/s,
-their ratio, padding fractions, eval sentences/s and peak memory for each.
+batches in evaluation; once with a float32 LSTM and, where the CPU does bfloat16 in hardware,
+once with a bfloat16 LSTM (``--precision auto`` picks it in training). Same sizes, same
+optimizer, same clipping. Prints training tokens/s, the ratio to the notebook's way, padding
+fractions, eval sentences/s and peak memory for each.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch
 import torchcrf
 from torch import nn
 
-from .config import TrainConfig
+from .config import TrainConfig, native_bfloat16
 from .data import EncodedSplit, Vocab, load_corpus
 from .errors import UserError
 from .model import BiLSTMCRF, SelfAttention
@@ -29,8 +31,8 @@ from .train import predict_ids, seed_everything
 
 PRESETS = {
     "notebook": TrainConfig(),
-    "128x1": TrainConfig(hidden_size=128, num_layers=1, batch_size=32, lr=2e-3),
     "256x2": TrainConfig(hidden_size=256, num_layers=2, batch_size=32, lr=2e-3),
+    "128x1": TrainConfig(hidden_size=128, num_layers=1, batch_size=32, lr=2e-3),
 }
 
 
@@ -100,6 +102,7 @@ def measure(
     """Train ``epochs`` epochs one way; return tokens/s, padding, eval sentences/s, peak RSS."""
     seed_everything(config.seed)
     notebook = way == "notebook"
+    config = config.replace(precision="float32" if notebook else way)
     model = NotebookModel(config, vocab_size, num_tags) if notebook else BiLSTMCRF(config, vocab_size, num_tags)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     order = torch.Generator().manual_seed(config.seed)
@@ -159,7 +162,14 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         choices=list(PRESETS),
         default=["notebook"],
-        help="configurations: notebook (512x3, batch 128), 128x1 and 256x2 (batch 32)",
+        help="configurations: notebook (512x3, batch 128), 256x2 and 128x1 (batch 32, lr 2e-3)",
+    )
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        choices=["float32", "bfloat16"],
+        default=["float32", "bfloat16"] if native_bfloat16() else ["float32"],
+        help="ner_core's way in these LSTM precisions (default: float32, and bfloat16 where the CPU has it)",
     )
     parser.add_argument("--epochs", type=int, default=1, help="epochs per way (default 1)")
     parser.add_argument("--max-batches", type=int, help="at most this many batches per epoch (a quick look)")
@@ -187,20 +197,19 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in args.preset:
         config = PRESETS[name]
-        pair = [
+        ways = [
             measure(way, config, train, dev, len(vocab), len(corpus.tagset), args.epochs, args.max_batches)
-            for way in ("notebook", "ner_core")
+            for way in ("notebook", *args.precisions)
         ]
-        ratio = pair[1]["train_tokens_per_s"] / pair[0]["train_tokens_per_s"]
-        for row in pair:
-            row.update(config=name, speedup=ratio if row["way"] == "ner_core" else 1.0)
+        for row in ways:
+            row.update(config=name, speedup=row["train_tokens_per_s"] / ways[0]["train_tokens_per_s"])
             print(
                 f"{name:<9} {row['way']:<9} {row['train_tokens_per_s']:>11,.0f} {row['seconds_per_batch']:>8.2f} "
                 f"{row['padding']:>8.1%} {row['eval_sentences_per_s']:>11,.0f} {row['peak_rss_mib']:>9,.0f} "
                 f"{row['speedup']:>7.2f}x",
                 flush=True,
             )
-        rows += pair
+        rows += ways
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2) + "\n", encoding="utf-8")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from optuna.trial import TrialState
 from tqdm import tqdm
 
@@ -106,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", help="corpus folder (default: the one the study was run on)")
     parser.add_argument("--seeds", type=int, default=3, help="retrainings with seeds seed, seed+1, ... (default 3)")
     parser.add_argument("--test", action="store_true", help="score each retrained model on the test split once")
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads (default: as many as the best trial used, so that its seed reproduces its dev score)",
+    )
     parser.add_argument("--out", help="output folder (default results/<study>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
@@ -119,10 +124,13 @@ def main(argv: list[str] | None = None) -> int:
         corpus = load_corpus(args.data_dir or study.user_attrs.get("data_dir"), with_test=args.test)
         out = Path(args.out or Path("results") / args.study_name)
         print(f"trial {trial.number} (dev {trial.value:.4f}): {json.dumps(trial.params)}")
+        threads = args.threads or trial.user_attrs.get("threads")
+        if threads:
+            print(f"retraining with {threads} torch thread(s){'' if args.threads else ', as the trial did'}")
         seeds = [config.seed + i for i in range(args.seeds)]
         runs, best = [], None
         for seed in tqdm(seeds, desc="retraining", unit="seed", disable=args.quiet):
-            result = fit(config.replace(seed=seed), corpus, threads=args.threads, progress=not args.quiet)
+            result = fit(config.replace(seed=seed), corpus, threads=threads, progress=not args.quiet)
             test = None
             if args.test:
                 assert corpus.test is not None
@@ -150,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             "config": config.to_dict(),
             "split": split,
             "seeds": seeds,
+            "threads": torch.get_num_threads(),
             "summary": summary,
             "runs": runs,
             "model": str(model_dir),

@@ -74,6 +74,8 @@ def _record(trial: optuna.Trial, history: list[EpochResult], result: TrainResult
         "tokens_per_s": round(sum(e.tokens_per_s * e.train_seconds for e in history) / train_seconds, 1),
         "dev_entity_f1": round(float(best.dev["entity_f1"]), 6),
         "dev_token_macro_f1": round(float(best.dev["token_macro_f1"]), 6),
+        # float sums depend on the thread count: study.best retrains with the same count to reproduce the trial
+        "threads": torch.get_num_threads(),
     }
     if result is not None:
         attrs["stop_reason"] = result.stop_reason

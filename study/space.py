@@ -28,8 +28,8 @@ class SearchSpace:
     """Ranges and choices; defaults fit what 2 CPU cores afford (see README, "The search")."""
 
     lr: tuple[float, float] = (1e-4, 1e-2)
-    hidden_sizes: tuple[int, ...] = (64, 128, 256, 512)
-    num_layers: tuple[int, int] = (1, 3)
+    hidden_sizes: tuple[int, ...] = (32, 64, 128, 256)
+    num_layers: tuple[int, int] = (1, 2)
     dropout: tuple[float, float] = (0.0, 0.6)
     batch_sizes: tuple[int, ...] = (16, 32, 64, 128)
 

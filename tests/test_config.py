@@ -2,7 +2,7 @@ import argparse
 
 import pytest
 
-from ner_core.config import TrainConfig, add_config_arguments, config_from_args
+from ner_core.config import TrainConfig, add_config_arguments, config_from_args, native_bfloat16
 from ner_core.errors import UserError
 
 
@@ -10,6 +10,13 @@ def test_defaults_are_the_notebooks_configuration():
     c = TrainConfig()
     assert (c.embed_dim, c.hidden_size, c.num_layers, c.dropout, c.batch_size) == (50, 512, 3, 0.5, 128)
     assert (c.lr, c.max_epochs, c.clip_norm, c.patience, c.layer_norm, c.attention) == (5e-4, 30, 5.0, 10, True, True)
+
+
+def test_auto_precision_is_stored_resolved():
+    config = TrainConfig(precision="auto")
+    assert config.precision == ("bfloat16" if native_bfloat16() else "float32")
+    assert TrainConfig.from_json(config.to_json()).precision == config.precision
+    assert TrainConfig(precision="float32").precision == "float32"
 
 
 def test_json_round_trip():
@@ -25,6 +32,7 @@ def test_json_round_trip():
         ('{"dropout": 1.5}', "--dropout must be in [0, 1)"),
         ("[1]", "expected a JSON object"),
         ('{"lr": }', "c.json:1: not valid JSON"),
+        ('{"precision": "float16"}', "--precision must be one of auto, float32, bfloat16"),
     ],
 )
 def test_bad_config_is_a_user_error(text, message):

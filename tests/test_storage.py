@@ -40,7 +40,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # About half a second a trial on a free core: two epochs of a tiny model.
 TINY = (
     "--max-epochs 2 --hidden-sizes 8 16 --layers-range 1 1 --batch-sizes 16 --embed-dim 8 "
-    "--no-baseline --no-report --quiet --threads 1"
+    "--no-report --quiet --threads 1"
 ).split()
 # Trials of a second or two, to be caught running: more epochs, never stopped early.
 SLOW = [*TINY, "--max-epochs", "10", "--patience", "10"]

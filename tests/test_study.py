@@ -7,6 +7,7 @@ import urllib.request
 
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
 from ner_core.errors import NonFiniteLossError
@@ -42,7 +43,6 @@ def study_args(workdir, *extra, db="study.db"):
         "32",
         "--embed-dim",
         "8",
-        "--no-baseline",
         "--quiet",
         "--threads",
         "1",
@@ -92,7 +92,7 @@ def test_same_seed_same_parameters_and_values(workdir):
 
 
 def test_baseline_is_the_notebook_configuration(workdir):
-    args = [a for a in study_args(workdir, "--trials", "1", "--max-epochs", "1") if a != "--no-baseline"]
+    args = study_args(workdir, "--trials", "1", "--max-epochs", "1", "--baseline")
     i = args.index("--hidden-sizes")
     args[i + 1 : i + 3] = ["8", "512"]  # the space must contain the notebook's choices
     args[args.index("--layers-range") + 2] = "3"
@@ -124,10 +124,15 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(workdir, monkeypatch)
 def test_best_retrains_tests_and_saves_a_loadable_model(workdir, capsys):
     assert study_run.main(study_args(workdir, "--trials", "3", "--no-report")) == 0
     storage = f"sqlite:///{workdir / 'study.db'}"
-    assert study_best.main(["--storage", storage, "--seeds", "2", "--test", "--quiet", "--threads", "1"]) == 0
+    torch.set_num_threads(2)  # the retraining must take the trials' thread count (1), not this one
+    try:
+        assert study_best.main(["--storage", storage, "--seeds", "2", "--test", "--quiet"]) == 0
+    finally:
+        torch.set_num_threads(1)
     out = workdir / "results" / "bilstm-crf"
     report = json.loads((out / "best.json").read_text())
     assert report["split"] == "test" and report["seeds"] == [42, 43] and len(report["runs"]) == 2
+    assert report["threads"] == 1
     assert 0 < report["summary"]["entity_f1"]["mean"] <= 1 and report["summary"]["entity_f1"]["std"] >= 0
     assert set(report["summary"]["per_type"]) == {"LOC", "PER"}
     study = load(workdir)
@@ -147,6 +152,7 @@ def test_best_retrains_tests_and_saves_a_loadable_model(workdir, capsys):
         (["--hidden-sizes", "0"], "--hidden-sizes must be between 1 and 4096"),
         (["--storage", "mongodb://x/y"], "unknown storage scheme 'mongodb'"),
         (["--trials", "0"], "--trials must be at least 1"),
+        (["--baseline"], "--baseline: the notebook's configuration (512 units, 3 layers, batch 128) is outside"),
     ],
 )
 def test_bad_options_give_one_line_and_exit_2(workdir, capsys, extra, message):

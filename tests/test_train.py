@@ -20,9 +20,10 @@ def test_model_learns_a_synthetic_task(corpus_dir, tiny_config):
     assert result.history[-1].loss < result.history[0].loss
 
 
-def test_padding_never_changes_a_prediction(corpus_dir, tiny_config):
+@pytest.mark.parametrize("precision, atol", [("float32", 1e-5), ("bfloat16", 2e-2)])
+def test_padding_never_changes_a_prediction(corpus_dir, tiny_config, precision, atol):
     corpus = load_corpus(corpus_dir)
-    result = fit(tiny_config.replace(max_epochs=1, num_layers=2, dropout=0.3), corpus)
+    result = fit(tiny_config.replace(max_epochs=1, num_layers=2, dropout=0.3, precision=precision), corpus)
     dev = EncodedSplit(corpus.dev, result.vocab, result.tagset)
     alone = predict_ids(result.model, dev, batch_size=1)
     together = predict_ids(result.model, dev, batch_size=len(corpus.dev))
@@ -35,9 +36,22 @@ def test_padding_never_changes_a_prediction(corpus_dir, tiny_config):
         for row, i in enumerate(batch.index[:10]):
             single = dev.batch([i])
             one = model.emissions(single.tokens, single.mask, single.lengths)[0]
-            assert torch.allclose(padded[row, : len(one)], one, atol=1e-5)
+            assert torch.allclose(padded[row, : len(one)], one, atol=atol)
     scores = evaluate(model, dev, corpus.dev, result.tagset)
     assert scores["token_macro_f1"] == result.best_dev["token_macro_f1"]
+
+
+def test_bfloat16_lstm_learns_what_float32_learns(corpus_dir, tiny_config):
+    """The bfloat16 LSTM is a speed-up only: same task, same scores, nearly the same tags."""
+    corpus = load_corpus(corpus_dir)
+    config = tiny_config.replace(hidden_size=32, max_epochs=12, patience=12, lr=2e-2)
+    full, half = (fit(config.replace(precision=p), corpus) for p in ("float32", "bfloat16"))
+    assert half.model.lstm.bfloat16 and not full.model.lstm.bfloat16
+    assert half.best_dev["entity_f1"] >= 0.95
+    assert abs(half.best_dev["token_macro_f1"] - full.best_dev["token_macro_f1"]) <= 0.02
+    dev = EncodedSplit(corpus.dev, full.vocab, full.tagset)
+    tags = [(a, b) for x, y in zip(predict_ids(full.model, dev), predict_ids(half.model, dev)) for a, b in zip(x, y)]
+    assert sum(a == b for a, b in tags) / len(tags) >= 0.98
 
 
 def test_same_seed_same_numbers(corpus_dir, tiny_config):
