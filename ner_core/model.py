@@ -53,7 +53,7 @@ class PaddedBiLSTM(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        # The LSTM is ~85% of a training step and runs at the CPU's float32 peak; bfloat16 halves
+        # The LSTM is ~85% of a training step and runs near the CPU's float32 peak; bfloat16 halves
         # its arithmetic. Weights and everything after the LSTM (LayerNorm, CRF) stay float32.
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bfloat16):
             for depth, (ahead, behind) in enumerate(zip(self.forward_layers, self.backward_layers)):
