@@ -285,7 +285,9 @@ def test_a_killed_workers_trial_is_retried(any_url, spawn):
 
 def test_sigint_stops_cleanly_and_the_same_command_resumes(tmp_path, spawn):
     n = 2
-    worker = spawn(None, n, *SLOW)  # the default storage: results/study.db in tmp_path
+    # Long trials: with SLOW's, a worker polled late could finish the whole study before the signal.
+    long = [*TINY, "--max-epochs", "60", "--patience", "60"]
+    worker = spawn(None, n, *long)  # the default storage: results/study.db in tmp_path
     storage = open_storage(f"sqlite:///{tmp_path}/results/study.db", heartbeat=False)
     wait_for_running(storage, worker, epochs=1, after_complete=False)
     worker.process.send_signal(signal.SIGINT)
@@ -297,7 +299,7 @@ def test_sigint_stops_cleanly_and_the_same_command_resumes(tmp_path, spawn):
     assert optuna.get_all_study_names(storage) == [STUDY]
     before = finished(storage)
     assert before < n
-    finish_all([spawn(None, n, *SLOW)])
+    finish_all([spawn(None, n, *long)])
     assert finished(storage) == n
 
 
