@@ -3,15 +3,16 @@
 The notebook's way: random batches, an unpacked ``nn.LSTM(bidirectional=True)``, pytorch-crf's
 CRF, attention masked with -1e9, dropout on every padded position. ner_core's way: length-
 bucketed batches, the padded BiLSTM, the vectorized CRF, inference mode and length-sorted
-batches in evaluation; once with a float32 LSTM and, where the CPU does bfloat16 in hardware,
+batches in evaluation; once with a float32 LSTM and, where the hardware does bfloat16,
 once with a bfloat16 LSTM (``--precision auto`` picks it in training). Same sizes, same
-optimizer, same clipping. Prints training tokens/s, the ratio to the notebook's way, padding
+optimizer, same clipping, same device. Prints training tokens/s, the ratio to the notebook's way, padding
 fractions, eval sentences/s and peak memory for each.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import threading
@@ -23,10 +24,11 @@ import torch
 import torchcrf
 from torch import nn
 
-from .config import TrainConfig, native_bfloat16
+from .config import TrainConfig
 from .data import EncodedSplit, Vocab, load_corpus
 from .errors import UserError
 from .model import BiLSTMCRF, SelfAttention
+from .runtime import Runtime, add_runtime_arguments, bfloat16_missing, decide_runtime
 from .train import predict_ids, seed_everything
 
 PRESETS = {
@@ -98,12 +100,16 @@ def measure(
     num_tags: int,
     epochs: int,
     max_batches: int | None,
+    runtime: Runtime,
 ) -> dict[str, Any]:
-    """Train ``epochs`` epochs one way; return tokens/s, padding, eval sentences/s, peak RSS."""
+    """Train ``epochs`` epochs one way (notebook, or ner_core's LSTM in the precision ``way``) on the
+    runtime's device; return tokens/s, padding, eval sentences/s, peak RSS."""
     seed_everything(config.seed)
     notebook = way == "notebook"
-    config = config.replace(precision="float32" if notebook else way)
-    model = NotebookModel(config, vocab_size, num_tags) if notebook else BiLSTMCRF(config, vocab_size, num_tags)
+    if notebook:
+        model = NotebookModel(config, vocab_size, num_tags).to(runtime.device)
+    else:
+        model = BiLSTMCRF(config, vocab_size, num_tags).place(dataclasses.replace(runtime, precision=way))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     order = torch.Generator().manual_seed(config.seed)
     tokens = seconds = 0.0
@@ -119,6 +125,8 @@ def measure(
             start = time.perf_counter()
             for group in groups:
                 batch = train.batch(group)
+                tokens += batch.real_tokens
+                batch = batch.to(runtime.device)
                 optimizer.zero_grad(set_to_none=True)
                 if notebook:
                     emissions = model.emissions(batch.tokens, batch.mask)
@@ -128,17 +136,18 @@ def measure(
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
                 optimizer.step()
-                tokens += batch.real_tokens
+            synchronize(runtime)
             seconds += time.perf_counter() - start
         start = time.perf_counter()
         if notebook:
             model.eval()
             with torch.no_grad():  # the notebook's eval: file order, batches of 128
                 for i in range(0, len(dev), 128):
-                    batch = dev.batch(range(i, min(i + 128, len(dev))))
+                    batch = dev.batch(range(i, min(i + 128, len(dev)))).to(runtime.device)
                     model.crf.decode(model.emissions(batch.tokens, batch.mask), mask=batch.mask)
         else:
             predict_ids(model, dev)
+        synchronize(runtime)
         eval_seconds = time.perf_counter() - start
     return {
         "way": way,
@@ -148,6 +157,12 @@ def measure(
         "eval_sentences_per_s": len(dev) / eval_seconds,
         "peak_rss_mib": memory.peak / 2**20,
     }
+
+
+def synchronize(runtime: Runtime) -> None:
+    """Wait for the GPU's queued work, so that a clock read after it measures the work."""
+    if runtime.cuda:
+        torch.cuda.synchronize(runtime.device)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,28 +183,33 @@ def main(argv: list[str] | None = None) -> int:
         "--precisions",
         nargs="+",
         choices=["float32", "bfloat16"],
-        default=["float32", "bfloat16"] if native_bfloat16() else ["float32"],
-        help="ner_core's way in these LSTM precisions (default: float32, and bfloat16 where the CPU has it)",
+        help="ner_core's way in these LSTM precisions (default: float32, and bfloat16 where the hardware has it; "
+        "a bfloat16 row the hardware cannot run is skipped with the reason)",
     )
     parser.add_argument("--epochs", type=int, default=1, help="epochs per way (default 1)")
     parser.add_argument("--max-batches", type=int, help="at most this many batches per epoch (a quick look)")
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    add_runtime_arguments(parser, precision=False)
     parser.add_argument("--out", default="results/bench/train.json", help="JSON of the figures")
     args = parser.parse_args(argv)
     try:
         if args.epochs < 1 or (args.max_batches is not None and args.max_batches < 1):
             raise UserError("--epochs and --max-batches must be at least 1")
-        if args.threads:
-            torch.set_num_threads(args.threads)
+        runtime = decide_runtime(args.device, args.threads, "float32")  # the rows choose their precision
+        runtime.apply()
         corpus = load_corpus(args.data_dir)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    precisions = args.precisions or ["float32", "bfloat16"]
+    if "bfloat16" in precisions and (missing := bfloat16_missing(runtime.device)):
+        precisions = [p for p in precisions if p != "bfloat16"]
+        if args.precisions:  # asked for: say why it is not there
+            print(f"bfloat16 rows skipped: bfloat16 {missing}", file=sys.stderr)
     vocab = Vocab.build(corpus.train)
     train = EncodedSplit(corpus.train, vocab, corpus.tagset)
     dev = EncodedSplit(corpus.dev, vocab, corpus.tagset)
     print(
-        f"{corpus.summary()}\ntorch {torch.__version__}, {torch.get_num_threads()} thread(s), "
+        f"{corpus.summary()}\ntorch {torch.__version__}, {runtime.device_name}, {runtime.threads} thread(s), "
         f"{args.epochs} epoch(s){f' of at most {args.max_batches} batches' if args.max_batches else ''} per way"
     )
     columns = ("config", 9), ("way", 9), ("train tok/s", 11), ("s/batch", 8), ("padding", 8), ("eval sent/s", 11)
@@ -198,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.preset:
         config = PRESETS[name]
         ways = [
-            measure(way, config, train, dev, len(vocab), len(corpus.tagset), args.epochs, args.max_batches)
-            for way in ("notebook", *args.precisions)
+            measure(way, config, train, dev, len(vocab), len(corpus.tagset), args.epochs, args.max_batches, runtime)
+            for way in ("notebook", *precisions)
         ]
         for row in ways:
             row.update(config=name, speedup=row["train_tokens_per_s"] / ways[0]["train_tokens_per_s"])

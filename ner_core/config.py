@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,18 +16,9 @@ from typing import Any
 from .errors import UserError
 
 OBJECTIVES = ("token-macro-f1", "entity-f1")
-PRECISIONS = ("auto", "float32", "bfloat16")
-
-
-@functools.cache
-def native_bfloat16() -> bool:
-    """True when this CPU does bfloat16 arithmetic in hardware (AVX512-BF16 or AMX), via oneDNN."""
-    import torch
-
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a torch build without the check
-        return False
+# Settings that older versions stored in a config and that now belong elsewhere: read and dropped.
+# precision is a runtime choice (ner_core.runtime), decided per machine.
+MOVED = ("precision",)
 
 
 @dataclass
@@ -51,19 +41,10 @@ class TrainConfig:
         default="token-macro-f1",
         metadata={"help": "dev score that picks the best epoch: token-macro-f1 or entity-f1"},
     )
-    precision: str = field(
-        default="auto",
-        metadata={
-            "help": "LSTM arithmetic: float32, bfloat16, or auto = bfloat16 where the CPU has it in hardware "
-            "(AVX512-BF16/AMX: 1.5x faster, same scores), else float32; stored resolved"
-        },
-    )
     seed: int = field(default=42, metadata={"help": "random seed (same seed, same numbers)"})
 
     def __post_init__(self) -> None:
         self.validate()
-        if self.precision == "auto":
-            self.precision = "bfloat16" if native_bfloat16() else "float32"
 
     def validate(self) -> None:
         """Raise UserError naming the first option out of range."""
@@ -83,8 +64,6 @@ class TrainConfig:
             raise UserError(f"--clip-norm must be positive, got {self.clip_norm}")
         if self.objective not in OBJECTIVES:
             raise UserError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
-        if self.precision not in PRECISIONS:
-            raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -96,6 +75,7 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
         """Build a config from a dict; unknown keys and wrong types are user errors."""
         known = {f.name: f for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in values.items() if k not in MOVED}
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise UserError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(known)}")

@@ -214,12 +214,19 @@ class Batch:
     tokens: torch.Tensor  # [batch, time] long
     tags: torch.Tensor  # [batch, time] long (0 at padding)
     mask: torch.Tensor  # [batch, time] bool
-    lengths: torch.Tensor  # [batch] long, on the CPU (pack_padded_sequence wants that)
+    lengths: torch.Tensor  # [batch] long, always on the CPU (host-side bookkeeping needs no device sync)
     index: list[int]
 
     @property
     def real_tokens(self) -> int:
         return int(self.lengths.sum())
+
+    def to(self, device: str | torch.device) -> Batch:
+        """The same batch with its tensors on ``device`` (lengths stay on the CPU)."""
+        if torch.device(device).type == "cpu":
+            return self
+        move = {"device": device, "non_blocking": True}
+        return Batch(self.tokens.to(**move), self.tags.to(**move), self.mask.to(**move), self.lengths, self.index)
 
 
 class EncodedSplit:

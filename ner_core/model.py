@@ -12,6 +12,7 @@ from torch import nn
 
 from .config import TrainConfig
 from .crf import CRF
+from .runtime import Runtime
 
 
 class SelfAttention(nn.Module):
@@ -44,9 +45,9 @@ class PaddedBiLSTM(nn.Module):
     direction; for the backward direction each sentence is reversed within its length first.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int, dropout: float, bfloat16: bool = False):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, dropout: float):
         super().__init__()
-        self.bfloat16 = bfloat16
+        self.bfloat16 = False  # set by BiLSTMCRF.place from the runtime
         sizes = [input_size] + [2 * hidden_size] * (num_layers - 1)
         self.forward_layers = nn.ModuleList(nn.LSTM(n, hidden_size, batch_first=True) for n in sizes)
         self.backward_layers = nn.ModuleList(nn.LSTM(n, hidden_size, batch_first=True) for n in sizes)
@@ -72,15 +73,18 @@ class BiLSTMCRF(nn.Module):
         super().__init__()
         self.config = config
         self.embedding = nn.Embedding(vocab_size, config.embed_dim, padding_idx=0)
-        self.lstm = PaddedBiLSTM(
-            config.embed_dim, config.hidden_size, config.num_layers, config.dropout, config.precision == "bfloat16"
-        )
+        self.lstm = PaddedBiLSTM(config.embed_dim, config.hidden_size, config.num_layers, config.dropout)
         width = 2 * config.hidden_size
         self.layer_norm = nn.LayerNorm(width) if config.layer_norm else nn.Identity()
         self.attention = SelfAttention(width) if config.attention else None
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(width, num_tags)
         self.crf = CRF(num_tags, batch_first=True)
+
+    def place(self, runtime: Runtime) -> BiLSTMCRF:
+        """Move to the runtime's device and compute the LSTM in its precision; returns self."""
+        self.lstm.bfloat16 = runtime.bfloat16
+        return self.to(runtime.device)
 
     def emissions(self, tokens: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Per-position tag scores [batch, time, tags]; padded positions are left meaningless."""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .data import EncodedSplit, Sentence
 from .errors import UserError
+from .runtime import add_runtime_arguments, fallback, runtime_from_args
 from .saving import SavedModel, load_model
 from .tags import spans
 from .train import predict_ids
@@ -71,9 +72,16 @@ def main(argv: list[str] | None = None) -> int:
         default="jsonl",
         help="jsonl: one JSON object of entity spans per line (default); conll: character<TAB>tag",
     )
+    add_runtime_arguments(parser)
     args = parser.parse_args(argv)
     try:
+        runtime = runtime_from_args(args)
         saved = load_model(args.model_dir)
+        if args.precision == "auto":  # as it was trained, where this machine can
+            runtime, note = fallback(saved.trained_precision, runtime, "this model was trained")
+            if note:
+                print(note, file=sys.stderr)
+        saved.model.place(runtime)
         if args.file:
             try:
                 lines = read_lines(Path(args.file).read_text(encoding="utf-8-sig").splitlines())

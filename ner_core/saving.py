@@ -15,6 +15,7 @@ from .config import TrainConfig
 from .data import Vocab
 from .errors import UserError
 from .model import BiLSTMCRF
+from .runtime import Runtime
 from .tags import TagSet
 
 FILES = ("model.pt", "config.json", "vocab.json", "tags.json", "metrics.json")
@@ -58,9 +59,15 @@ class SavedModel:
     config: TrainConfig
     metrics: dict[str, Any]
 
+    @property
+    def trained_precision(self) -> str | None:
+        """The LSTM precision it was trained in (older models kept it in their config)."""
+        return self.metrics.get("runtime", {}).get("precision") or self.metrics.get("config", {}).get("precision")
 
-def load_model(directory: str | Path) -> SavedModel:
-    """Load a folder written by save_model; UserError if it is not one."""
+
+def load_model(directory: str | Path, runtime: Runtime | None = None) -> SavedModel:
+    """Load a folder written by save_model onto ``runtime`` (default: the CPU in float32), whatever
+    device it was trained on; UserError if it is not one."""
     directory = Path(directory)
     missing = [name for name in FILES if not (directory / name).is_file()]
     if missing:
@@ -75,5 +82,5 @@ def load_model(directory: str | Path) -> SavedModel:
         model.load_state_dict(torch.load(directory / "model.pt", map_location="cpu", weights_only=True))
     except (ValueError, KeyError, RuntimeError) as err:
         raise UserError(f"{directory}: damaged saved model ({str(err).splitlines()[0]})") from None
-    model.eval()
+    model.place(runtime or Runtime()).eval()
     return SavedModel(model, vocab, tagset, config, metrics)

@@ -9,12 +9,11 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from .embeddings import embedding_matrix, read_word2vec
 from .errors import NonFiniteLossError, UserError
 from .metrics import OBJECTIVE_KEYS, format_per_type, score
 from .model import BiLSTMCRF, count_parameters
+from .runtime import Runtime, add_runtime_arguments, decide_runtime, runtime_from_args
 from .tags import TagSet
 
 EVAL_BATCH_SIZE = 256
@@ -43,8 +43,13 @@ class EpochResult:
     objective: float
     seconds: float
     train_seconds: float
-    tokens_per_s: float
+    tokens: int  # real training characters
+    positions: int  # real + padded
     is_best: bool
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.train_seconds
 
     def to_dict(self) -> dict[str, Any]:
         dev = {k: v for k, v in self.dev.items() if k != "per_type"}
@@ -66,26 +71,53 @@ class TrainResult:
     """A trained model (best dev state loaded) and how it got there."""
 
     config: TrainConfig
+    runtime: Runtime
     model: BiLSTMCRF
     vocab: Vocab
     tagset: TagSet
     history: list[EpochResult]
-    best_epoch: int
-    best_dev: dict[str, Any]
     stop_reason: str
     seconds: float
-    tokens_per_s: float
-    padding_fraction: float
     embeddings_found: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def best(self) -> EpochResult:
+        """The epoch whose state the model holds."""
+        return best_epoch(self.history)
+
+    @property
+    def best_epoch(self) -> int:
+        return self.best.epoch
+
+    @property
+    def best_dev(self) -> dict[str, Any]:
+        return self.best.dev
 
     @property
     def best_value(self) -> float:
-        return float(self.best_dev[OBJECTIVE_KEYS[self.config.objective]])
+        return self.best.objective
+
+    @property
+    def tokens_per_s(self) -> float:
+        return throughput(self.history)
+
+    @property
+    def padding_fraction(self) -> float:
+        return 1.0 - sum(e.tokens for e in self.history) / sum(e.positions for e in self.history)
 
     @property
     def n_params(self) -> int:
         return count_parameters(self.model)
+
+
+def best_epoch(history: list[EpochResult]) -> EpochResult:
+    """The epoch with the best dev objective; the earliest of equals (a later tie is no improvement)."""
+    return max(history, key=lambda e: (e.objective, -e.epoch))
+
+
+def throughput(history: list[EpochResult]) -> float:
+    """Training tokens per second of training time, over the epochs given."""
+    return sum(e.tokens for e in history) / sum(e.train_seconds for e in history)
 
 
 def seed_everything(seed: int) -> None:
@@ -112,13 +144,14 @@ def build_model(
 def predict_ids(model: BiLSTMCRF, encoded: EncodedSplit, batch_size: int = EVAL_BATCH_SIZE) -> list[list[int]]:
     """Viterbi tag ids for every sentence of a split, in the split's order.
 
-    Length-sorted batches keep padding small; packing and masking make the result the same
-    as tagging each sentence alone.
+    Length-sorted batches keep padding small; in-length reversal and masking make the result
+    the same as tagging each sentence alone.
     """
     model.eval()
+    device = next(model.parameters()).device
     out: list[list[int]] = [[] for _ in range(len(encoded))]
     for group in encoded.bucketed(batch_size):
-        batch = encoded.batch(group)
+        batch = encoded.batch(group).to(device)
         for i, ids in zip(batch.index, model.decode(batch.tokens, batch.mask, batch.lengths)):
             out[i] = ids
     return out
@@ -130,111 +163,135 @@ def evaluate(model: BiLSTMCRF, encoded: EncodedSplit, sentences: list[Sentence],
     return score([s.tags for s in sentences], predicted, tagset.scheme)
 
 
+def train_epoch(
+    model: BiLSTMCRF,
+    optimizer: torch.optim.Optimizer,
+    split: EncodedSplit,
+    groups: list[list[int]],
+    config: TrainConfig,
+    device: str,
+    epoch: int,
+    progress: bool,
+) -> tuple[float, int, int]:
+    """Step the optimizer once per batch: (mean loss, real tokens, real + padded positions).
+
+    Losses stay on the device until the end of the pass: a ``.item()`` per batch would make a
+    GPU wait for every step. A NaN or infinite loss raises NonFiniteLossError naming its batch.
+    """
+    model.train()
+    losses, tokens, positions = [], 0, 0
+    desc = f"epoch {epoch}/{config.max_epochs}"
+    for group in tqdm(groups, desc=desc, leave=False, unit="batch", disable=not progress):
+        batch = split.batch(group)
+        tokens += batch.real_tokens
+        positions += batch.tokens.numel()
+        batch = batch.to(device)
+        optimizer.zero_grad(set_to_none=True)
+        loss = model.loss(batch.tokens, batch.tags, batch.mask, batch.lengths)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
+        optimizer.step()
+        losses.append(loss.detach())
+    stacked = torch.stack(losses).float().cpu()  # shape: [batches]
+    finite = torch.isfinite(stacked)
+    if not finite.all():
+        first = int((~finite).nonzero()[0])
+        raise NonFiniteLossError(
+            f"training loss became {stacked[first].item()} at epoch {epoch}, batch {first + 1} "
+            f"(lr {config.lr:g}; a lower --lr usually helps)"
+        )
+    return float(stacked.mean()), tokens, positions
+
+
+def prepare(
+    config: TrainConfig, corpus: Corpus, runtime: Runtime, embeddings: str | Path | None, log: Callable | None
+) -> tuple[BiLSTMCRF, Vocab, int | None]:
+    """A seeded fresh model on the runtime's device and the vocabulary it reads."""
+    runtime.apply()
+    seed_everything(config.seed)
+    vectors = read_word2vec(embeddings, config.embed_dim) if embeddings else None
+    vocab = Vocab.build(corpus.train, extra=vectors or ())
+    model, found = build_model(config, vocab, corpus.tagset, vectors)
+    if log and vectors is not None:
+        log(f"pretrained vectors: {found:,} of {len(vocab) - 2:,} vocabulary characters found in {embeddings}")
+    return model.place(runtime), vocab, found
+
+
 def fit(
     config: TrainConfig,
     corpus: Corpus,
     *,
+    runtime: Runtime | None = None,
     on_epoch: EpochHook | None = None,
     embeddings: str | Path | None = None,
-    threads: int | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train ``config`` on corpus.train, pick the epoch with the best dev objective.
 
+    ``runtime`` says where (default: ``decide_runtime()``, the GPU if there is one).
     ``on_epoch`` is called after every epoch; returning True stops the run (an exception it
     raises, such as optuna.TrialPruned, propagates). Raises NonFiniteLossError on a NaN or
-    infinite loss. The same seed on the same machine gives the same numbers.
+    infinite loss. The same seed and runtime on the same machine give the same numbers.
     """
-    if threads:
-        torch.set_num_threads(threads)
-    seed_everything(config.seed)
-    vectors = read_word2vec(embeddings, config.embed_dim) if embeddings else None
-    vocab = Vocab.build(corpus.train, extra=vectors or ())
-    tagset = corpus.tagset
-    model, found = build_model(config, vocab, tagset, vectors)
-    if log and vectors is not None:
-        log(f"pretrained vectors: {found:,} of {len(vocab) - 2:,} vocabulary characters found in {embeddings}")
-    train_set = EncodedSplit(corpus.train, vocab, tagset)
-    dev_set = EncodedSplit(corpus.dev, vocab, tagset)
+    runtime = runtime or decide_runtime()
+    model, vocab, found = prepare(config, corpus, runtime, embeddings, log)
+    train_set = EncodedSplit(corpus.train, vocab, corpus.tagset)
+    dev_set = EncodedSplit(corpus.dev, vocab, corpus.tagset)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.max_epochs)
     order = torch.Generator().manual_seed(config.seed)
-    objective_key = OBJECTIVE_KEYS[config.objective]
 
     history: list[EpochResult] = []
-    best_value, best_epoch, best_state, best_dev = -math.inf, 0, None, {}
-    stop_reason, since_best = "max_epochs", 0
-    padded = real = 0
+    best_state: dict[str, torch.Tensor] = {}
+    stop_reason = "max_epochs"
     started = time.perf_counter()
     for epoch in range(1, config.max_epochs + 1):
-        epoch_start = time.perf_counter()
-        model.train()
+        start = time.perf_counter()
         groups = train_set.bucketed(config.batch_size, order)
-        total_loss, tokens = 0.0, 0
-        bar = tqdm(groups, desc=f"epoch {epoch}/{config.max_epochs}", leave=False, disable=not progress, unit="batch")
-        for step, group in enumerate(bar):
-            batch = train_set.batch(group)
-            optimizer.zero_grad(set_to_none=True)
-            loss = model.loss(batch.tokens, batch.tags, batch.mask, batch.lengths)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"training loss became {loss.item()} at epoch {epoch}, batch {step + 1} "
-                    f"(lr {config.lr:g}; a lower --lr usually helps)"
-                )
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
-            optimizer.step()
-            total_loss += loss.item()
-            tokens += batch.real_tokens
-            padded += batch.tokens.numel()
-        real += tokens
-        scheduler.step()
-        train_seconds = time.perf_counter() - epoch_start
-        dev = evaluate(model, dev_set, corpus.dev, tagset)
-        value = float(dev[objective_key])
-        is_best = value > best_value
-        if is_best:
-            best_value, best_epoch, best_dev, since_best = value, epoch, dev, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            since_best += 1
-        result = EpochResult(
-            epoch,
-            total_loss / len(groups),
-            dev,
-            value,
-            time.perf_counter() - epoch_start,
-            train_seconds,
-            tokens / train_seconds,
-            is_best,
+        loss, tokens, positions = train_epoch(
+            model, optimizer, train_set, groups, config, runtime.device, epoch, progress
         )
-        history.append(result)
+        scheduler.step()
+        train_seconds = time.perf_counter() - start
+        dev = evaluate(model, dev_set, corpus.dev, corpus.tagset)
+        value = float(dev[OBJECTIVE_KEYS[config.objective]])
+        is_best = not history or value > best_epoch(history).objective
+        history.append(
+            EpochResult(
+                epoch=epoch,
+                loss=loss,
+                dev=dev,
+                objective=value,
+                seconds=time.perf_counter() - start,
+                train_seconds=train_seconds,
+                tokens=tokens,
+                positions=positions,
+                is_best=is_best,
+            )
+        )
+        if is_best:
+            best_state = copy.deepcopy(model.state_dict())
         if log:
-            log(format_epoch(result, config))
-        if on_epoch is not None and on_epoch(result):
+            log(format_epoch(history[-1], config))
+        if on_epoch is not None and on_epoch(history[-1]):
             stop_reason = "stopped by hook"
             break
-        if since_best >= config.patience:
+        if epoch - best_epoch(history).epoch >= config.patience:
             stop_reason = f"early stop (no better dev score in {config.patience} epochs)"
             break
-    assert best_state is not None
     model.load_state_dict(best_state)
     model.eval()
-    train_time = sum(h.train_seconds for h in history)
     return TrainResult(
-        config,
-        model,
-        vocab,
-        tagset,
-        history,
-        best_epoch,
-        best_dev,
-        stop_reason,
-        time.perf_counter() - started,
-        real / train_time,
-        1.0 - real / padded,
-        found,
+        config=config,
+        runtime=runtime,
+        model=model,
+        vocab=vocab,
+        tagset=corpus.tagset,
+        history=history,
+        stop_reason=stop_reason,
+        seconds=time.perf_counter() - started,
+        embeddings_found=found,
     )
 
 
@@ -251,6 +308,7 @@ def result_metrics(result: TrainResult, corpus: Corpus, test: dict[str, Any] | N
     """Everything worth keeping about a run, JSON-ready."""
     return {
         "config": result.config.to_dict(),
+        "runtime": result.runtime.record(),
         "corpus": str(corpus.directory),
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
@@ -285,9 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--embeddings", help="pretrained character vectors, word2vec text format (default: random init)"
     )
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--test", action="store_true", help="score the best state on the test split once, at the end")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_runtime_arguments(parser)
     add_config_arguments(parser)
     return parser
 
@@ -299,14 +357,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         base = TrainConfig.load(args.config) if args.config else None
         config = config_from_args(args, base)
-        if args.threads is not None and args.threads < 1:
-            raise UserError(f"--threads must be at least 1, got {args.threads}")
+        runtime = runtime_from_args(args)
         corpus = load_corpus(args.data_dir, with_test=args.test)
         print(corpus.summary())
         print("config: " + json.dumps(config.to_dict(), sort_keys=True))
-        result = fit(
-            config, corpus, embeddings=args.embeddings, threads=args.threads, progress=not args.quiet, log=_log
-        )
+        print(f"runtime: {runtime}")
+        result = fit(config, corpus, runtime=runtime, embeddings=args.embeddings, progress=not args.quiet, log=_log)
         test = None
         if args.test:
             assert corpus.test is not None

@@ -14,38 +14,39 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import torch
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from ner_core.config import TrainConfig
 from ner_core.data import EncodedSplit, load_corpus
 from ner_core.errors import UserError
 from ner_core.metrics import format_per_type
+from ner_core.runtime import Runtime, add_runtime_arguments, decide_runtime, fallback
 from ner_core.saving import save_model
 from ner_core.train import evaluate, fit, result_metrics
-from storage import describe, open_storage
+from storage import DEFAULT_URL, open_storage
 
-from .run import DEFAULT_STUDY
-from .space import STUDY_BASE, config_for
+from .space import config_for
+from .stored import DEFAULT_STUDY, load_study, results_dir, study_settings
 
 HEADLINE = ("token_macro_f1", "token_accuracy", "entity_precision", "entity_recall", "entity_f1", "entity_macro_f1")
 
 
-def load_study(storage: optuna.storages.BaseStorage, name: str, url: str | None) -> optuna.Study:
-    """The named study, or a UserError listing the studies that exist."""
-    names = optuna.study.get_all_study_names(storage)
-    if name not in names:
-        known = ", ".join(sorted(names)) or "none"
-        raise UserError(f"no study named '{name}' in {describe(url)} (studies there: {known})")
-    return optuna.load_study(study_name=name, storage=storage)
-
-
-def best_config(study: optuna.Study) -> tuple[optuna.trial.FrozenTrial, TrainConfig]:
+def best_config(study: optuna.Study) -> tuple[FrozenTrial, TrainConfig]:
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise UserError(f"study '{study.study_name}' has no complete trial yet; run python -m study.run first")
-    base = TrainConfig.from_dict(study.user_attrs.get("base_config", STUDY_BASE.to_dict()), "study settings")
-    return study.best_trial, config_for(study.best_trial.params, base)
+    return study.best_trial, config_for(study.best_trial.params, study_settings(study).base)
+
+
+def trial_runtime(args: argparse.Namespace, study: optuna.Study, trial: FrozenTrial) -> tuple[Runtime, str | None]:
+    """The runtime the options ask for, taking the trial's thread count and precision where not given
+    (float sums depend on both: the same ones reproduce the trial's dev score with its seed)."""
+    runtime = decide_runtime(args.device, args.threads or trial.user_attrs.get("threads"), args.precision)
+    if args.precision != "auto":
+        return runtime, None
+    # older studies kept the precision in their configuration
+    ran = trial.user_attrs.get("precision") or study.user_attrs.get("base_config", {}).get("precision")
+    return fallback(ran, runtime, f"trial {trial.number} ran")
 
 
 def mean_std(values: list[float]) -> dict[str, float]:
@@ -103,17 +104,15 @@ def main(argv: list[str] | None = None) -> int:
         epilog="Example: python -m study.best --test   (then: python -m ner_core.predict results/bilstm-crf/model)",
     )
     parser.add_argument("--study-name", default=DEFAULT_STUDY, help=f"study to read (default {DEFAULT_STUDY})")
-    parser.add_argument("--storage", help="storage URL (default sqlite:///results/study.db)")
+    parser.add_argument("--storage", help=f"storage URL (default {DEFAULT_URL})")
     parser.add_argument("--data-dir", help="corpus folder (default: the one the study was run on)")
     parser.add_argument("--seeds", type=int, default=3, help="retrainings with seeds seed, seed+1, ... (default 3)")
     parser.add_argument("--test", action="store_true", help="score each retrained model on the test split once")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        help="torch threads (default: as many as the best trial used, so that its seed reproduces its dev score)",
-    )
     parser.add_argument("--out", help="output folder (default results/<study>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_runtime_arguments(
+        parser, threads_help="torch threads (default: as many as the trial used, so that its seed reproduces it)"
+    )
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
@@ -122,15 +121,16 @@ def main(argv: list[str] | None = None) -> int:
         study = load_study(open_storage(args.storage), args.study_name, args.storage)
         trial, config = best_config(study)
         corpus = load_corpus(args.data_dir or study.user_attrs.get("data_dir"), with_test=args.test)
-        out = Path(args.out or Path("results") / args.study_name)
+        out = Path(args.out) if args.out else results_dir(args.study_name)
+        runtime, note = trial_runtime(args, study, trial)
         print(f"trial {trial.number} (dev {trial.value:.4f}): {json.dumps(trial.params)}")
-        threads = args.threads or trial.user_attrs.get("threads")
-        if threads:
-            print(f"retraining with {threads} torch thread(s){'' if args.threads else ', as the trial did'}")
+        if note:
+            print(note, file=sys.stderr)
+        print(f"retraining on {runtime}")
         seeds = [config.seed + i for i in range(args.seeds)]
         runs, best = [], None
         for seed in tqdm(seeds, desc="retraining", unit="seed", disable=args.quiet):
-            result = fit(config.replace(seed=seed), corpus, threads=threads, progress=not args.quiet)
+            result = fit(config.replace(seed=seed), corpus, runtime=runtime, progress=not args.quiet)
             test = None
             if args.test:
                 assert corpus.test is not None
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             "config": config.to_dict(),
             "split": split,
             "seeds": seeds,
-            "threads": torch.get_num_threads(),
+            "runtime": runtime.record(),
             "summary": summary,
             "runs": runs,
             "model": str(model_dir),

@@ -12,7 +12,8 @@ from ner_core.config import TrainConfig
 from ner_core.data import Corpus, Vocab
 from ner_core.errors import TrainingError
 from ner_core.model import BiLSTMCRF, count_parameters
-from ner_core.train import EpochResult, TrainResult, fit
+from ner_core.runtime import Runtime
+from ner_core.train import EpochResult, TrainResult, best_epoch, fit, throughput
 
 from .space import SearchSpace
 
@@ -24,17 +25,12 @@ class Objective:
     """Trains one suggested configuration on train, scores it on dev (never test)."""
 
     def __init__(
-        self,
-        corpus: Corpus,
-        base: TrainConfig,
-        space: SearchSpace,
-        threads: int | None = None,
-        embeddings: str | None = None,
+        self, corpus: Corpus, base: TrainConfig, space: SearchSpace, runtime: Runtime, embeddings: str | None = None
     ):
         self.corpus = corpus
         self.base = base
         self.space = space
-        self.threads = threads
+        self.runtime = runtime
         self.embeddings = embeddings
         self.vocab_size = len(Vocab.build(corpus.train))
 
@@ -47,35 +43,36 @@ class Objective:
             history.append(epoch)
             trial.report(epoch.objective, epoch.epoch)
             if trial.should_prune():
-                _record(trial, history, None)
+                record(trial, history, self.runtime)
                 raise optuna.TrialPruned(f"pruned after epoch {epoch.epoch} (dev {epoch.objective:.4f})")
 
         try:
-            result = fit(config, self.corpus, on_epoch=report, threads=self.threads, embeddings=self.embeddings)
+            result = fit(config, self.corpus, runtime=self.runtime, on_epoch=report, embeddings=self.embeddings)
         except CAUGHT as err:
             # Recorded as FAIL with its reason (Optuna stores fail_reason too); the study goes on.
             trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}")
-            _record(trial, history, None)
+            record(trial, history, self.runtime)
             raise
-        _record(trial, history, result)
+        record(trial, history, self.runtime, result)
         return result.best_value
 
 
-def _record(trial: optuna.Trial, history: list[EpochResult], result: TrainResult | None) -> None:
-    """User attributes every trial carries, finished or not."""
+def record(
+    trial: optuna.Trial, history: list[EpochResult], runtime: Runtime, result: TrainResult | None = None
+) -> None:
+    """User attributes every trial carries, finished or not (the dashboard shows them as columns)."""
     if not history:
         return
-    best = max(history, key=lambda e: e.objective)
-    train_seconds = sum(e.train_seconds for e in history)
+    best = best_epoch(history)
     attrs = {
         "epochs_run": len(history),
         "best_epoch": best.epoch,
         "seconds": round(sum(e.seconds for e in history), 2),
-        "tokens_per_s": round(sum(e.tokens_per_s * e.train_seconds for e in history) / train_seconds, 1),
+        "tokens_per_s": round(throughput(history), 1),
         "dev_entity_f1": round(float(best.dev["entity_f1"]), 6),
         "dev_token_macro_f1": round(float(best.dev["token_macro_f1"]), 6),
-        # float sums depend on the thread count: study.best retrains with the same count to reproduce the trial
-        "threads": torch.get_num_threads(),
+        # float sums depend on device, thread count and precision: study.best retrains on the same to reproduce
+        **runtime.record(),
     }
     if result is not None:
         attrs["stop_reason"] = result.stop_reason

@@ -14,6 +14,9 @@ import optuna
 from optuna.trial import TrialState
 
 from ner_core.errors import UserError
+from storage import DEFAULT_URL, open_storage
+
+from .stored import DEFAULT_STUDY, load_study, results_dir
 
 # name -> (plot function, minimum complete trials it needs to say anything)
 FIGURES = {
@@ -69,21 +72,17 @@ def write_report(study: optuna.Study, out_dir: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from storage import open_storage
-
-    from .best import load_study
-
     parser = argparse.ArgumentParser(
         prog="python -m study.report",
         description="Write a study's plotly figures and trials.csv under results/<study>/.",
     )
-    parser.add_argument("--study-name", default="bilstm-crf", help="study (default bilstm-crf)")
-    parser.add_argument("--storage", help="storage URL (default sqlite:///results/study.db)")
+    parser.add_argument("--study-name", default=DEFAULT_STUDY, help=f"study (default {DEFAULT_STUDY})")
+    parser.add_argument("--storage", help=f"storage URL (default {DEFAULT_URL})")
     parser.add_argument("--out", help="folder (default results/<study>)")
     args = parser.parse_args(argv)
     try:
         study = load_study(open_storage(args.storage), args.study_name, args.storage)
-        out = Path(args.out or Path("results") / args.study_name)
+        out = Path(args.out) if args.out else results_dir(args.study_name)
         written = write_report(study, out)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -1,14 +1,15 @@
-"""The search space, in one place: what the study tunes and what it holds fixed.
+"""The search space: one table row per searchable setting, and everything generated from it.
 
-Tuned: learning rate (log scale), LSTM hidden size, dropout, LSTM layers, batch size.
-Fixed from the command line: embedding size, LayerNorm, attention, max epochs, patience, ...
+A row names a TrainConfig field, how Optuna draws it, its default range and its command-line
+flag. ``suggest``, ``contains``, validation and the flags of ``study.run`` all come from the
+table, so a new searchable setting is one new row. ``--search`` picks which rows a study tunes
+(default: the five of the mission); the others stay fixed at their TrainConfig value.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -16,103 +17,140 @@ import optuna
 from ner_core.config import TrainConfig
 from ner_core.errors import UserError
 
-SEARCHED = ("lr", "hidden_size", "dropout", "num_layers", "batch_size")
 
-# What the study holds fixed unless told otherwise: the notebook's settings but a shorter
-# schedule (20 epochs, patience 5), since the study pays for every epoch fifty times.
-STUDY_BASE = TrainConfig(max_epochs=20, patience=5)
+@dataclass(frozen=True)
+class Param:
+    """A searchable TrainConfig field.
+
+    kind: "float" and "int" draw from [LOW, HIGH] (``log`` for a log scale), "choice" from a list.
+    limits: the widest values a user may give (TrainConfig's own checks apply on top).
+    """
+
+    name: str
+    kind: str
+    default: tuple[float, ...]
+    flag: str
+    help: str
+    limits: tuple[float, float]
+    log: bool = False
+
+    def suggest(self, trial: optuna.Trial, values: tuple[Any, ...]) -> Any:
+        if self.kind == "float":
+            return trial.suggest_float(self.name, *values, log=self.log)
+        if self.kind == "int":
+            return trial.suggest_int(self.name, *values, log=self.log)
+        return trial.suggest_categorical(self.name, list(values))
+
+    def contains(self, values: tuple[Any, ...], value: Any) -> bool:
+        return value in values if self.kind == "choice" else values[0] <= value <= values[1]
+
+    def check(self, values: tuple[Any, ...]) -> None:
+        """UserError (naming the flag) unless ``values`` is a usable range or list of choices."""
+        low, high = self.limits
+        shown = " ".join(f"{v:g}" for v in values)
+        if self.kind == "choice":
+            if not values or not all(low <= v <= high for v in values):
+                raise UserError(f"{self.flag} needs values within [{low:g}, {high:g}], got {shown or 'none'}")
+        elif len(values) != 2 or not low <= values[0] <= values[1] <= high:
+            raise UserError(f"{self.flag} needs LOW <= HIGH within [{low:g}, {high:g}], got {shown}")
+        for value in values:
+            try:
+                TrainConfig(**{self.name: value})
+            except UserError as err:
+                raise UserError(f"{self.flag}: {err}") from None
+
+
+# Order matters: it is the order of the draws, so a seed gives the same trials as before.
+PARAMS = {
+    p.name: p
+    for p in (
+        Param("lr", "float", (1e-4, 1e-2), "--lr-range", "AdamW peak learning rate, log scale", (0, 1), log=True),
+        Param("hidden_size", "choice", (32, 64, 128, 256), "--hidden-sizes", "LSTM hidden sizes", (1, 4096)),
+        Param("num_layers", "int", (1, 2), "--layers-range", "stacked BiLSTM layers", (1, 8)),
+        Param("dropout", "float", (0.0, 0.6), "--dropout-range", "dropout", (0, 1)),
+        Param("batch_size", "choice", (16, 32, 64, 128), "--batch-sizes", "sentences per batch", (1, 4096)),
+        Param("embed_dim", "choice", (50, 100, 200), "--embed-dims", "character embedding sizes", (1, 4096)),
+        Param("weight_decay", "float", (1e-4, 0.1), "--weight-decay-range", "AdamW weight decay", (0, 10), log=True),
+    )
+}
+DEFAULT_SEARCH = ("lr", "hidden_size", "num_layers", "dropout", "batch_size")
+# Older studies stored the space under these names.
+_LEGACY_NAMES = {"hidden_sizes": "hidden_size", "batch_sizes": "batch_size"}
 
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """Ranges and choices; defaults fit what 2 CPU cores afford (see README, "The search")."""
+    """The searched settings and their ranges (or choices), in table order."""
 
-    lr: tuple[float, float] = (1e-4, 1e-2)
-    hidden_sizes: tuple[int, ...] = (32, 64, 128, 256)
-    num_layers: tuple[int, int] = (1, 2)
-    dropout: tuple[float, float] = (0.0, 0.6)
-    batch_sizes: tuple[int, ...] = (16, 32, 64, 128)
+    ranges: dict[str, tuple[Any, ...]] = field(default_factory=lambda: {n: PARAMS[n].default for n in DEFAULT_SEARCH})
 
     def __post_init__(self) -> None:
-        low, high = self.lr
-        if not 0 < low <= high <= 1:
-            raise UserError(f"--lr-range must satisfy 0 < LOW <= HIGH <= 1, got {low:g} {high:g}")
-        if not self.hidden_sizes or min(self.hidden_sizes) < 1 or max(self.hidden_sizes) > 4096:
-            raise UserError(f"--hidden-sizes must be between 1 and 4096, got {list(self.hidden_sizes)}")
-        if not 1 <= self.num_layers[0] <= self.num_layers[1] <= 8:
-            raise UserError(
-                f"--layers-range must satisfy 1 <= LOW <= HIGH <= 8, got {self.num_layers[0]} {self.num_layers[1]}"
-            )
-        if not 0.0 <= self.dropout[0] <= self.dropout[1] < 1.0:
-            raise UserError(
-                f"--dropout-range must satisfy 0 <= LOW <= HIGH < 1, got {self.dropout[0]:g} {self.dropout[1]:g}"
-            )
-        if not self.batch_sizes or min(self.batch_sizes) < 1 or max(self.batch_sizes) > 4096:
-            raise UserError(f"--batch-sizes must be between 1 and 4096, got {list(self.batch_sizes)}")
+        unknown = sorted(set(self.ranges) - set(PARAMS))
+        if unknown:
+            raise UserError(f"--search: cannot search {', '.join(unknown)}; searchable: {', '.join(PARAMS)}")
+        for name, values in self.ranges.items():
+            PARAMS[name].check(values)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.ranges)
 
     def suggest(self, trial: optuna.Trial, base: TrainConfig) -> TrainConfig:
-        """The base configuration with the searched settings drawn by the trial."""
-        return base.replace(
-            lr=trial.suggest_float("lr", *self.lr, log=True),
-            hidden_size=trial.suggest_categorical("hidden_size", list(self.hidden_sizes)),
-            num_layers=trial.suggest_int("num_layers", *self.num_layers),
-            dropout=trial.suggest_float("dropout", *self.dropout),
-            batch_size=trial.suggest_categorical("batch_size", list(self.batch_sizes)),
-        )
+        """The base configuration with every searched setting drawn by the trial."""
+        return base.replace(**{name: PARAMS[name].suggest(trial, values) for name, values in self.ranges.items()})
 
-    def contains(self, params: dict[str, Any]) -> bool:
-        return (
-            self.lr[0] <= params["lr"] <= self.lr[1]
-            and params["hidden_size"] in self.hidden_sizes
-            and self.num_layers[0] <= params["num_layers"] <= self.num_layers[1]
-            and self.dropout[0] <= params["dropout"] <= self.dropout[1]
-            and params["batch_size"] in self.batch_sizes
-        )
+    def outside(self, config: TrainConfig) -> list[str]:
+        """The searched settings whose value in ``config`` the space does not contain."""
+        return [n for n, values in self.ranges.items() if not PARAMS[n].contains(values, getattr(config, n))]
 
     def to_dict(self) -> dict[str, list]:
-        return {k: list(v) for k, v in dataclasses.asdict(self).items()}
+        return {name: list(values) for name, values in self.ranges.items()}
 
     @classmethod
     def from_dict(cls, values: dict[str, list]) -> SearchSpace:
-        return cls(**{k: tuple(v) for k, v in values.items()})
+        """From ``to_dict`` (or the older per-field form)."""
+        ranges = {_LEGACY_NAMES.get(k, k): tuple(v) for k, v in values.items()}
+        return cls({name: ranges[name] for name in PARAMS if name in ranges})
 
 
-def searched_params(config: TrainConfig) -> dict[str, Any]:
-    """The searched settings of a configuration (the notebook's, for the baseline trial)."""
-    return {name: getattr(config, name) for name in SEARCHED}
+def params_of(config: TrainConfig, space: SearchSpace) -> dict[str, Any]:
+    """A configuration's values of the searched settings (e.g. the notebook's, for the baseline trial)."""
+    return {name: getattr(config, name) for name in space.names}
 
 
 def config_for(params: dict[str, Any], base: TrainConfig) -> TrainConfig:
     """The configuration a trial trained: its parameters over the study's fixed settings."""
-    return base.replace(**{k: v for k, v in params.items() if k in SEARCHED})
-
-
-# option -> (SearchSpace field, value type, nargs, what it is)
-_OPTIONS = {
-    "--lr-range": ("lr", float, 2, "learning rate, log scale"),
-    "--hidden-sizes": ("hidden_sizes", int, "+", "LSTM hidden sizes to choose from"),
-    "--layers-range": ("num_layers", int, 2, "LSTM layers"),
-    "--dropout-range": ("dropout", float, 2, "dropout"),
-    "--batch-sizes": ("batch_sizes", int, "+", "batch sizes to choose from"),
-}
+    return base.replace(**{k: v for k, v in params.items() if k in PARAMS})
 
 
 def add_space_arguments(parser: argparse.ArgumentParser) -> None:
-    """One option per searched setting, defaults from SearchSpace."""
+    """--search and one range option per table row (default None: "not given", see space_from_args)."""
     group = parser.add_argument_group("search space (defaults fit 2 CPU cores; see README)")
-    default = SearchSpace()
-    for flag, (name, kind, nargs, what) in _OPTIONS.items():
-        value = getattr(default, name)
+    group.add_argument(
+        "--search",
+        nargs="+",
+        metavar="NAME",
+        choices=list(PARAMS),
+        help=f"settings to search (default {' '.join(DEFAULT_SEARCH)}; also: "
+        f"{' '.join(n for n in PARAMS if n not in DEFAULT_SEARCH)}); the others stay fixed",
+    )
+    for p in PARAMS.values():
+        shown = " ".join(f"{v:g}" for v in p.default)
         group.add_argument(
-            flag,
-            dest=f"space_{name}",
-            type=kind,
-            nargs=nargs,
-            default=value,
-            metavar=("LOW", "HIGH") if nargs == 2 else "N",
-            help=f"{what} (default {' '.join(f'{v:g}' for v in value)})",
+            p.flag,
+            dest=f"space_{p.name}",
+            type=float if p.kind == "float" else int,
+            nargs="+" if p.kind == "choice" else 2,
+            metavar="N" if p.kind == "choice" else ("LOW", "HIGH"),
+            help=f"{p.help}: {'choices' if p.kind == 'choice' else 'range'} (default {shown})",
         )
 
 
 def space_from_args(args: argparse.Namespace) -> SearchSpace:
-    return SearchSpace(**{name: tuple(getattr(args, f"space_{name}")) for name, *_ in _OPTIONS.values()})
+    """The space the command line asks for; a range given for a setting that is not searched is an error."""
+    names = args.search or list(DEFAULT_SEARCH)
+    for p in PARAMS.values():
+        if getattr(args, f"space_{p.name}") is not None and p.name not in names:
+            raise UserError(f"{p.flag} is given but {p.name} is not searched; add it to --search")
+    chosen = [n for n in PARAMS if n in names]  # table order: a seed's draws do not depend on how --search lists them
+    return SearchSpace({n: tuple(getattr(args, f"space_{n}") or PARAMS[n].default) for n in chosen})

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from ner_core.config import TrainConfig
+from ner_core.runtime import cpu_bfloat16
 from ner_core.synthetic import make_corpus
 
 # The suite runs on 2 shared cores: one torch thread per test process keeps timings sane.
@@ -17,3 +18,9 @@ def corpus_dir(tmp_path):
 def tiny_config():
     """A configuration small enough to train in about a second."""
     return TrainConfig(embed_dim=16, hidden_size=16, num_layers=1, batch_size=16, lr=1e-2, max_epochs=3, patience=3)
+
+
+# Tests that compute in bfloat16 need the hardware; everything else runs everywhere.
+needs_bfloat16 = pytest.mark.skipif(
+    not cpu_bfloat16(), reason="needs a CPU with bfloat16 hardware (AVX512-BF16 or AMX); this one has neither"
+)

@@ -6,11 +6,29 @@ from ner_core import bench as train_bench
 from ner_core.synthetic import make_corpus
 from study import bench as study_bench
 
+from .conftest import needs_bfloat16
 
-def test_training_bench_compares_both_ways(tmp_path, capsys):
+
+def bench_args(tmp_path):
     corpus = make_corpus(tmp_path / "corpus", (200, 20, 5), max_len=20)
     out = tmp_path / "train.json"
-    args = ["--data-dir", str(corpus), "--preset", "128x1", "--max-batches", "3", "--threads", "1", "--out", str(out)]
+    return out, [
+        "--data-dir",
+        str(corpus),
+        "--preset",
+        "128x1",
+        "--max-batches",
+        "3",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    ]
+
+
+@needs_bfloat16
+def test_training_bench_compares_both_ways(tmp_path, capsys):
+    out, args = bench_args(tmp_path)
     assert train_bench.main([*args, "--precisions", "float32", "bfloat16"]) == 0
     rows = json.loads(out.read_text())["rows"]
     assert [r["way"] for r in rows] == ["notebook", "float32", "bfloat16"]
@@ -19,6 +37,18 @@ def test_training_bench_compares_both_ways(tmp_path, capsys):
         assert row["padding"] < notebook["padding"]
         assert row["speedup"] == row["train_tokens_per_s"] / notebook["train_tokens_per_s"]
     assert "speed-up" in capsys.readouterr().out
+
+
+def test_training_bench_skips_bfloat16_without_the_hardware(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NER_HPO_BFLOAT16", "0")
+    out, args = bench_args(tmp_path)
+    assert train_bench.main([*args, "--precisions", "float32", "bfloat16"]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["way"] for r in rows] == ["notebook", "float32"]
+    assert rows[1]["padding"] < rows[0]["padding"]
+    captured = capsys.readouterr()
+    assert "bfloat16 rows skipped: bfloat16 needs a CPU with AVX512-BF16 or AMX; this one has neither" in captured.err
+    assert "speed-up" in captured.out
 
 
 def test_time_to_target_bench_runs_both_arms(tmp_path, monkeypatch):

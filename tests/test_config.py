@@ -2,7 +2,7 @@ import argparse
 
 import pytest
 
-from ner_core.config import TrainConfig, add_config_arguments, config_from_args, native_bfloat16
+from ner_core.config import TrainConfig, add_config_arguments, config_from_args
 from ner_core.errors import UserError
 
 
@@ -12,11 +12,9 @@ def test_defaults_are_the_notebooks_configuration():
     assert (c.lr, c.max_epochs, c.clip_norm, c.patience, c.layer_norm, c.attention) == (5e-4, 30, 5.0, 10, True, True)
 
 
-def test_auto_precision_is_stored_resolved():
-    config = TrainConfig(precision="auto")
-    assert config.precision == ("bfloat16" if native_bfloat16() else "float32")
-    assert TrainConfig.from_json(config.to_json()).precision == config.precision
-    assert TrainConfig(precision="float32").precision == "float32"
+def test_precision_from_an_older_config_is_read_and_left_to_the_runtime():
+    config = TrainConfig.from_json('{"hidden_size": 64, "precision": "bfloat16"}')
+    assert config.hidden_size == 64 and "precision" not in config.to_dict()
 
 
 def test_json_round_trip():
@@ -32,7 +30,6 @@ def test_json_round_trip():
         ('{"dropout": 1.5}', "--dropout must be in [0, 1)"),
         ("[1]", "expected a JSON object"),
         ('{"lr": }', "c.json:1: not valid JSON"),
-        ('{"precision": "float16"}', "--precision must be one of auto, float32, bfloat16"),
     ],
 )
 def test_bad_config_is_a_user_error(text, message):

@@ -1,5 +1,6 @@
 import json
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -14,7 +15,9 @@ from ner_core.errors import NonFiniteLossError
 from ner_core.saving import load_model
 from ner_core.synthetic import make_corpus
 from study import best as study_best
+from study import objective as study_objective
 from study import run as study_run
+from study import space
 
 
 @pytest.fixture
@@ -52,6 +55,16 @@ def study_args(workdir, *extra, db="study.db"):
         "1",
         *extra,
     ]
+
+
+def without(args, *flags):
+    """``args`` less each flag and the values after it."""
+    args = list(args)
+    for flag in flags:
+        i = args.index(flag)
+        end = next((j for j in range(i + 1, len(args)) if args[j].startswith("--")), len(args))
+        del args[i:end]
+    return args
 
 
 def load(workdir, db="study.db", name="bilstm-crf"):
@@ -104,7 +117,7 @@ def test_baseline_is_the_notebook_configuration(workdir):
 
 
 def test_a_failing_trial_is_recorded_and_the_study_goes_on(workdir, monkeypatch):
-    real_fit = study_run.Objective.__call__.__globals__["fit"]
+    real_fit = study_objective.fit
     calls = []
 
     def flaky_fit(config, *args, **kwargs):
@@ -113,7 +126,7 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(workdir, monkeypatch)
             raise NonFiniteLossError("training loss became nan at epoch 1, batch 3")
         return real_fit(config, *args, **kwargs)
 
-    monkeypatch.setitem(study_run.Objective.__call__.__globals__, "fit", flaky_fit)
+    monkeypatch.setattr(study_objective, "fit", flaky_fit)
     assert study_run.main(study_args(workdir, "--trials", "3")) == 0
     study = load(workdir)
     failed = [t for t in study.trials if t.state == TrialState.FAIL]
@@ -132,7 +145,7 @@ def test_best_retrains_tests_and_saves_a_loadable_model(workdir, capsys):
     out = workdir / "results" / "bilstm-crf"
     report = json.loads((out / "best.json").read_text())
     assert report["split"] == "test" and report["seeds"] == [42, 43] and len(report["runs"]) == 2
-    assert report["threads"] == 1
+    assert report["runtime"]["threads"] == 1
     assert 0 < report["summary"]["entity_f1"]["mean"] <= 1 and report["summary"]["entity_f1"]["std"] >= 0
     assert set(report["summary"]["per_type"]) == {"LOC", "PER"}
     study = load(workdir)
@@ -147,12 +160,21 @@ def test_best_retrains_tests_and_saves_a_loadable_model(workdir, capsys):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--lr-range", "0.1", "0.01"], "--lr-range must satisfy 0 < LOW <= HIGH <= 1"),
-        (["--dropout-range", "0", "1.5"], "--dropout-range must satisfy"),
-        (["--hidden-sizes", "0"], "--hidden-sizes must be between 1 and 4096"),
+        (["--lr-range", "0.1", "0.01"], "--lr-range needs LOW <= HIGH within [0, 1], got 0.1 0.01"),
+        (["--lr-range", "0", "0.01"], "--lr-range: --lr must be positive, got 0"),
+        (["--dropout-range", "0", "1"], "--dropout-range: --dropout must be in [0, 1), got 1.0"),
+        (["--hidden-sizes", "0"], "--hidden-sizes needs values within [1, 4096], got 0"),
         (["--storage", "mongodb://x/y"], "unknown storage scheme 'mongodb'"),
-        (["--trials", "0"], "--trials must be at least 1"),
-        (["--baseline"], "--baseline: the notebook's configuration (512 units, 3 layers, batch 128) is outside"),
+        (["--trials", "0"], "--trials must be at least 1, got 0"),
+        (["--startup-trials", "-1"], "--startup-trials must be at least 0, got -1"),
+        (["--pruner", "hyperband", "--startup-trials", "0"], "--startup-trials applies to --pruner median only"),
+        (["--hidden-size", "8"], "--hidden-size: hidden_size is searched (range --hidden-sizes)"),
+        (["--embed-dims", "8", "16"], "--embed-dims is given but embed_dim is not searched; add it to --search"),
+        (
+            ["--baseline"],
+            "--baseline: the notebook's configuration is outside the search space (hidden_size 512, num_layers 3, "
+            "batch_size 128); widen --hidden-sizes, --layers-range, --batch-sizes",
+        ),
     ],
 )
 def test_bad_options_give_one_line_and_exit_2(workdir, capsys, extra, message):
@@ -203,3 +225,99 @@ def test_dashboard_lists_the_study_and_its_trials(workdir):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_resuming_without_data_dir_uses_the_studys_own_corpus(workdir, capsys):
+    args = study_args(workdir, "--trials", "2", "--no-report")
+    assert study_run.main(args) == 0
+    assert not (workdir / "data" / "chisiec").exists()
+    assert study_run.main([*without(args, "--data-dir", "--trials"), "--trials", "3"]) == 0
+    assert len(load(workdir).trials) == 3
+    assert "error" not in capsys.readouterr().err
+
+
+def test_the_pruner_is_stored_and_a_resume_with_another_says_so_once(workdir, capsys):
+    args = without(study_args(workdir, "--trials", "3", "--no-report", "--pruner", "hyperband"), "--startup-trials")
+    assert study_run.main(args) == 0
+    study = load(workdir)
+    assert study.user_attrs["search"] == {
+        "sampler": "tpe",
+        "pruner": "hyperband",
+        "startup_trials": 5,
+        "warmup_epochs": 1,
+    }
+    assert study.metric_names == ["dev token macro-F1"]  # the dashboard's name for the objective
+    capsys.readouterr()
+    args = study_args(workdir, "--trials", "4", "--no-report", "--pruner", "none")
+    args = [*without(args, "--warmup-epochs", "--startup-trials", "--hidden-sizes"), "--hidden-sizes", "8"]
+    assert study_run.main(args) == 0
+    err = capsys.readouterr().err
+    assert (
+        err == "note: study 'bilstm-crf' keeps the settings it was created with; ignored: --hidden-sizes 8, "
+        "--pruner none\n"
+    )
+    assert load(workdir).user_attrs["search"]["pruner"] == "hyperband" and len(load(workdir).trials) == 4
+
+
+def test_a_new_searched_setting_is_one_table_row(workdir, monkeypatch):
+    """Embedding size is searchable by --search alone; a new row (here: clip_norm) brings its own flag."""
+    monkeypatch.setitem(
+        space.PARAMS,
+        "clip_norm",
+        space.Param("clip_norm", "float", (1.0, 5.0), "--clip-range", "gradient clipping", (0.1, 100)),
+    )
+    args = study_args(
+        workdir,
+        "--trials",
+        "3",
+        "--no-report",
+        "--search",
+        "lr",
+        "embed_dim",
+        "clip_norm",
+        "--embed-dims",
+        "8",
+        "12",
+        "--clip-range",
+        "2",
+        "3",
+        "--hidden-size",
+        "8",
+    )
+    args[args.index("--embed-dim") : args.index("--embed-dim") + 2] = []  # searched now, so not fixed
+    for flag in ("--hidden-sizes", "--layers-range", "--batch-sizes"):  # not searched: no ranges
+        i = args.index(flag)
+        del args[i : i + (3 if flag != "--hidden-sizes" else 3)]
+    assert study_run.main(args) == 0
+    trials = load(workdir).trials
+    assert all(set(t.params) == {"lr", "embed_dim", "clip_norm"} for t in trials)
+    assert all(t.params["embed_dim"] in (8, 12) and 2 <= t.params["clip_norm"] <= 3 for t in trials)
+    assert all(t.user_attrs["parameters"] > 0 for t in trials)
+    assert load(workdir).user_attrs["base_config"]["hidden_size"] == 8
+
+
+def test_a_study_and_best_run_without_bfloat16_and_take_over_bfloat16_trials(workdir, monkeypatch, capsys):
+    """The float32-only CPU path end to end, and a study whose trials ran in bfloat16 elsewhere."""
+    monkeypatch.setenv("NER_HPO_BFLOAT16", "0")
+    assert study_run.main(study_args(workdir, "--trials", "2", "--no-report")) == 0
+    study = load(workdir)
+    assert {t.user_attrs["precision"] for t in study.trials} == {"float32"}
+
+    def ran_in_bfloat16():  # as if a machine with bfloat16 hardware had run the trials so far
+        with sqlite3.connect(workdir / "study.db") as db:
+            db.execute("UPDATE trial_user_attributes SET value_json = '\"bfloat16\"' WHERE key = 'precision'")
+
+    ran_in_bfloat16()
+    capsys.readouterr()
+    assert study_run.main(study_args(workdir, "--trials", "3", "--no-report")) == 0
+    note = "note: earlier trials ran with a bfloat16 LSTM, but this CPU has no bfloat16 hardware: running in float32\n"
+    assert capsys.readouterr().err == note
+    assert load(workdir).trials[2].user_attrs["precision"] == "float32"
+    ran_in_bfloat16()
+    storage = f"sqlite:///{workdir / 'study.db'}"
+    assert study_best.main(["--storage", storage, "--seeds", "1", "--test", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "with a bfloat16 LSTM, but this CPU has no bfloat16 hardware: running in float32" in captured.err
+    assert "float32 LSTM" in captured.out
+    report = json.loads((workdir / "results" / "bilstm-crf" / "best.json").read_text())
+    assert report["runtime"]["precision"] == "float32"

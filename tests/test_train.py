@@ -10,7 +10,10 @@ from ner_core.data import EncodedSplit, load_corpus
 from ner_core.embeddings import read_word2vec
 from ner_core.errors import NonFiniteLossError, UserError
 from ner_core.model import BiLSTMCRF
+from ner_core.runtime import Runtime
 from ner_core.train import evaluate, fit, predict_ids
+
+from .conftest import needs_bfloat16
 
 
 def test_model_learns_a_synthetic_task(corpus_dir, tiny_config):
@@ -20,10 +23,11 @@ def test_model_learns_a_synthetic_task(corpus_dir, tiny_config):
     assert result.history[-1].loss < result.history[0].loss
 
 
-@pytest.mark.parametrize("precision, atol", [("float32", 1e-5), ("bfloat16", 2e-2)])
+@pytest.mark.parametrize("precision, atol", [("float32", 1e-5), pytest.param("bfloat16", 2e-2, marks=needs_bfloat16)])
 def test_padding_never_changes_a_prediction(corpus_dir, tiny_config, precision, atol):
     corpus = load_corpus(corpus_dir)
-    result = fit(tiny_config.replace(max_epochs=1, num_layers=2, dropout=0.3, precision=precision), corpus)
+    config = tiny_config.replace(max_epochs=1, num_layers=2, dropout=0.3)
+    result = fit(config, corpus, runtime=Runtime("cpu", 1, precision))
     dev = EncodedSplit(corpus.dev, result.vocab, result.tagset)
     alone = predict_ids(result.model, dev, batch_size=1)
     together = predict_ids(result.model, dev, batch_size=len(corpus.dev))
@@ -41,11 +45,12 @@ def test_padding_never_changes_a_prediction(corpus_dir, tiny_config, precision, 
     assert scores["token_macro_f1"] == result.best_dev["token_macro_f1"]
 
 
+@needs_bfloat16
 def test_bfloat16_lstm_learns_what_float32_learns(corpus_dir, tiny_config):
     """The bfloat16 LSTM is a speed-up only: same task, same scores, nearly the same tags."""
     corpus = load_corpus(corpus_dir)
     config = tiny_config.replace(hidden_size=32, max_epochs=12, patience=12, lr=2e-2)
-    full, half = (fit(config.replace(precision=p), corpus) for p in ("float32", "bfloat16"))
+    full, half = (fit(config, corpus, runtime=Runtime("cpu", 1, p)) for p in ("float32", "bfloat16"))
     assert half.model.lstm.bfloat16 and not full.model.lstm.bfloat16
     assert half.best_dev["entity_f1"] >= 0.95
     assert abs(half.best_dev["token_macro_f1"] - full.best_dev["token_macro_f1"]) <= 0.02
