@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,8 @@ FILES = ("model.pt", "config.json", "vocab.json", "tags.json", "metrics.json")
 
 def save_model(directory: str | Path, result: Any, metrics: dict[str, Any]) -> Path:
     """Write a TrainResult's best model into ``directory`` (replacing it whole, never half-written)."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+
+    def write(staging: Path) -> None:
         torch.save(result.model.state_dict(), staging / "model.pt")
         (staging / "config.json").write_text(result.config.to_json() + "\n", encoding="utf-8")
         (staging / "vocab.json").write_text(json.dumps(result.vocab.itos, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -35,6 +34,21 @@ def save_model(directory: str | Path, result: Any, metrics: dict[str, Any]) -> P
         (staging / "metrics.json").write_text(
             json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
+
+    return _write_folder(Path(directory), write)
+
+
+def copy_model(source: str | Path, directory: str | Path) -> Path:
+    """Copy a saved model folder to ``directory`` (replacing it whole, never half-written)."""
+    return _write_folder(Path(directory), lambda staging: shutil.copytree(source, staging, dirs_exist_ok=True))
+
+
+def _write_folder(directory: Path, write: Callable[[Path], object]) -> Path:
+    """Fill a staging folder beside ``directory``, then swap it in: readers see the old or the new one."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        write(staging)
         if directory.exists():
             old = directory.with_name(f".{directory.name}.old")
             shutil.rmtree(old, ignore_errors=True)

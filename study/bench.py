@@ -1,13 +1,16 @@
-"""``python -m study.bench``: how soon does each search strategy reach a target dev score?
+"""``python -m study.bench``: does the suite's search beat random search, and how soon?
 
-Arms, each given the same wall-clock budget on the same corpus and machine:
-  A  tpe+median   the suite's defaults (TPE sampling, median pruning)
-  B  random       random search, no pruning
-  C  tpe          TPE without pruning (with --arms A B C)
-Each arm runs ``python -m study.run`` with ``--timeout BUDGET`` into its own SQLite file, once per
-seed (``--jobs`` of them at once). Best complete dev score against elapsed seconds is read back
-from the storage; the table gives the time each run took to reach each target and the ratio of
-median times B / A; a plotly HTML shows the curves.
+Arms, each given the same wall-clock budget on the same corpus and machine, under several seeds:
+  A  tpe+median     the suite's defaults (TPE sampling, median pruning)
+  B  random         random search, no pruning
+  C  tpe+hyperband  TPE sampling, Hyperband pruning
+  D  tpe            TPE without pruning (on request)
+Each run is ``python -m study.run --timeout BUDGET`` into its own SQLite file (``--jobs`` runs at
+once). An arm's seeds are its own (seed + 1000 x the arm's place), so no two arms share their
+random start-up draws. Read back from the storage: the best complete dev score against elapsed
+seconds. Per arm: the best score at the budget (median and range over seeds) and the median time
+to each target; a run that never reaches a target counts as the whole budget. The default target
+is the one that separates the arms: the median best score random search (B) reaches at the budget.
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ from ner_core.errors import UserError
 ARMS = {
     "A": ("tpe+median", ["--sampler", "tpe", "--pruner", "median"]),
     "B": ("random", ["--sampler", "random", "--pruner", "none"]),
-    "C": ("tpe", ["--sampler", "tpe", "--pruner", "none"]),
+    "C": ("tpe+hyperband", ["--sampler", "tpe", "--pruner", "hyperband"]),
+    "D": ("tpe", ["--sampler", "tpe", "--pruner", "none"]),
 }
+COLORS = {"A": "#1f77b4", "B": "#d62728", "C": "#2ca02c", "D": "#9467bd"}
 
 
 def write_subset(source: Path, dest: Path, train_sentences: int) -> Path:
@@ -66,23 +71,124 @@ def time_to(points: list[tuple[float, float]], target: float) -> float | None:
     return next((s for s, v in points if v >= target), None)
 
 
+def arm_seed(arm: str, seed: int) -> int:
+    """Each arm draws its own random start-up trials: no two arms share a seed."""
+    return seed + 1000 * list(ARMS).index(arm)
+
+
+def bench_run(arm: str, seed: int, args: argparse.Namespace, data_dir: Path, extra: list[str]) -> dict[str, Any]:
+    """One arm under one seed: study.run for the budget into its own SQLite file; its curve."""
+    name, options = ARMS[arm]
+    db = Path(args.out) / f"arm-{arm}-seed-{seed}.db"
+    db.unlink(missing_ok=True)
+    command = [sys.executable, "-m", "study.run", "--study-name", "bench", "--storage", f"sqlite:///{db}"]
+    command += ["--data-dir", str(data_dir), "--trials", "10000", "--timeout", str(args.budget)]
+    command += ["--seed", str(arm_seed(arm, seed)), "--no-report", "--quiet", *options, *extra]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    print(f"arm {arm} ({name}), seed {seed}: running {args.budget:.0f} s ...", flush=True)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    points = within(curve(db), args.budget)
+    trials = optuna.load_study(study_name="bench", storage=f"sqlite:///{db}").get_trials(deepcopy=False)
+    best = points[-1][1] if points else None
+    print(f"  arm {arm}, seed {seed}: {len(trials)} trials, best {best if best is not None else float('nan'):.4f}")
+    return {
+        "seed": seed,
+        "curve": points,
+        "best": best,
+        "trials": len(trials),
+        "pruned": sum(t.state == TrialState.PRUNED for t in trials),
+    }
+
+
+def summarize(results: dict[str, list[dict]], targets: list[float], budget: float) -> dict[str, dict[str, Any]]:
+    """Per arm: best at the budget (median, min, max over seeds) and, per target, the median time to it
+    (a run that never reached it counts as the whole budget) and how many runs reached it."""
+    out = {}
+    for arm, runs in results.items():
+        bests = [r["best"] if r["best"] is not None else 0.0 for r in runs]
+        times = {str(t): [time_to(r["curve"], t) for r in runs] for t in targets}
+        out[arm] = {
+            "best_median": statistics.median(bests),
+            "best_min": min(bests),
+            "best_max": max(bests),
+            "time_median": {
+                t: statistics.median(s if s is not None else budget for s in ts) for t, ts in times.items()
+            },
+            "reached": {t: sum(s is not None for s in ts) for t, ts in times.items()},
+        }
+    return out
+
+
+def print_table(results: dict[str, list[dict]], summary: dict[str, dict], targets: list[float], budget: float) -> None:
+    print(
+        f"\n{'arm':<16} {'seed':>4} {'trials':>6} {'pruned':>6} {'best dev':>8} "
+        + " ".join(f"{'to ' + format(t, '.4f'):>10}" for t in targets)
+    )
+    for arm, runs in results.items():
+        for run in runs:
+            best = "-" if run["best"] is None else f"{run['best']:.4f}"
+            times = [time_to(run["curve"], t) for t in targets]
+            shown = " ".join(f"{'never' if s is None else f'{s:.0f} s':>10}" for s in times)
+            head = f"{arm + ' ' + ARMS[arm][0]:<16} {run['seed']:>4} {run['trials']:>6} {run['pruned']:>6}"
+            print(f"{head} {best:>8} {shown}")
+    print(f"\nper arm over seeds (budget {budget:.0f} s; a run that missed a target counts as the budget):")
+    for arm, s in summary.items():
+        times = ", ".join(
+            f"to {float(t):.4f} {s['time_median'][t]:.0f} s ({s['reached'][t]}/{len(results[arm])})"
+            for t in s["time_median"]
+        )
+        print(
+            f"  {arm} {ARMS[arm][0]:<14} best {s['best_median']:.4f} [{s['best_min']:.4f}, {s['best_max']:.4f}]; "
+            f"median time {times}"
+        )
+
+
+def write_figure(results: dict[str, list[dict]], targets: list[float], budget: float, path: Path) -> None:
+    figure = go.Figure()
+    for arm, runs in results.items():
+        for k, run in enumerate(runs):
+            xs = [s for s, _ in run["curve"]] + [budget]
+            ys = [v for _, v in run["curve"]] + ([run["curve"][-1][1]] if run["curve"] else [])
+            figure.add_trace(
+                go.Scatter(
+                    x=xs[: len(ys)],
+                    y=ys,
+                    mode="lines+markers",
+                    line_shape="hv",
+                    line_color=COLORS[arm],
+                    legendgroup=arm,
+                    showlegend=k == 0,
+                    name=f"{arm} {ARMS[arm][0]}",
+                    hovertext=f"seed {run['seed']}",
+                )
+            )
+    for t in targets:
+        figure.add_hline(y=t, line_dash="dash", annotation_text=f"target {t:.4f}")
+    figure.update_layout(
+        title="Best dev token macro-F1 against elapsed seconds, one line per seed",
+        xaxis_title="seconds",
+        yaxis_title="best dev token macro-F1 so far",
+    )
+    figure.write_html(path, include_plotlyjs="directory")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m study.bench",
-        description="Time to a target dev score: TPE + median pruning (the defaults) against random search "
-        "without pruning, the same wall-clock budget each.",
-        epilog="Example: python -m study.bench --quick --budget 300   (a first look, about 10 minutes)",
+        description="The suite's search (TPE + median pruning) against random search without pruning and TPE with "
+        "Hyperband, the same wall-clock budget each, several seeds per arm.",
+        epilog="Example: python -m study.bench --quick --budget 300   (a first look, about 15 minutes)",
     )
     parser.add_argument("--data-dir", help="corpus folder (default: $NER_DATA_DIR, else data/chisiec)")
     parser.add_argument("--budget", type=float, default=1800, help="seconds per arm and seed (default 1800)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2], help="seeds per arm (default 1 2)")
-    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=["A", "B"], help="arms (default A B)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds per arm (default 1 2 3)")
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=["A", "B", "C"], help="arms (default A B C)")
     parser.add_argument(
         "--target",
         type=float,
         nargs="+",
-        help="dev token macro-F1 to reach, one or more (default: the dev score in results/notebook/metrics.json, "
-        "the notebook configuration's full run; with --quick 0.5)",
+        help="dev scores to reach (default: the median best that random search (B) reaches at the budget)",
     )
     parser.add_argument(
         "--quick",
@@ -103,25 +209,19 @@ def main(argv: list[str] | None = None) -> int:
         help="after --, options passed to every study.run (e.g. -- --max-epochs 10)",
     )
     args = parser.parse_args(argv)
-    out = Path(args.out)
     try:
         data_dir = resolve_data_dir(args.data_dir)
         load_corpus(data_dir)
-        targets = args.target
-        if targets is None and args.quick:
-            targets = [0.5]
-        if targets is None:
-            metrics = Path("results/notebook/metrics.json")
-            if not metrics.is_file():
-                raise UserError(f"{metrics}: missing; give --target, or first run: make train")
-            targets = [json.loads(metrics.read_text())["dev"]["token_macro_f1"]]
         if args.budget <= 0:
             raise UserError(f"--budget must be positive, got {args.budget}")
         if args.jobs < 1:
             raise UserError(f"--jobs must be at least 1, got {args.jobs}")
+        if args.target is None and "B" not in args.arms:
+            raise UserError("without --target the target is random search's median best: keep arm B in --arms")
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     extra = [a for a in args.study_args if a != "--"]
     if args.quick:
@@ -129,120 +229,23 @@ def main(argv: list[str] | None = None) -> int:
         # small models only: a trial that outlives the budget would be cut off unseen
         extra = ["--max-epochs", "8", "--hidden-sizes", "32", "64", "128", "--layers-range", "1", "2", *extra]
     print(
-        f"target dev token macro-F1 {', '.join(f'{t:.4f}' for t in targets)}; budget {args.budget:.0f} s per run; "
-        f"arms {', '.join(f'{a} ({ARMS[a][0]})' for a in args.arms)}; seeds {args.seeds}; corpus {data_dir}; "
-        f"{args.jobs} run(s) at once"
+        f"budget {args.budget:.0f} s per run; arms {', '.join(f'{a} ({ARMS[a][0]})' for a in args.arms)}; "
+        f"seeds {args.seeds}; corpus {data_dir}; {args.jobs} run(s) at once"
     )
-    runs = [(arm, seed) for arm in args.arms for seed in args.seeds]
+    runs = [(arm, seed) for seed in args.seeds for arm in args.arms]  # arms interleaved: equal machine load
     with ThreadPoolExecutor(args.jobs) as pool:
-        done = list(pool.map(lambda run: bench_run(*run, args, data_dir, extra, targets), runs))
-    results: dict[str, list[dict]] = {}
+        done = list(pool.map(lambda run: bench_run(*run, args, data_dir, extra), runs))
+    results: dict[str, list[dict]] = {arm: [] for arm in args.arms}
     for (arm, _), run in zip(runs, done):
-        results.setdefault(arm, []).append(run)
-    medians = median_times(results, targets, args.budget)
-    print_table(results, medians)
+        results[arm].append(run)
+    targets = args.target or [statistics.median(r["best"] or 0.0 for r in results["B"])]
+    summary = summarize(results, targets, args.budget)
+    print_table(results, summary, targets, args.budget)
     write_figure(results, targets, args.budget, out / "time_to_target.html")
-    (out / "time_to_target.json").write_text(
-        json.dumps({"targets": targets, "budget": args.budget, "results": results, "medians": medians}, indent=2) + "\n"
-    )
+    report = {"targets": targets, "budget": args.budget, "results": results, "summary": summary}
+    (out / "time_to_target.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}/time_to_target.html and time_to_target.json")
     return 0
-
-
-def bench_run(
-    arm: str, seed: int, args: argparse.Namespace, data_dir: Path, extra: list[str], targets: list[float]
-) -> dict[str, Any]:
-    """One arm under one seed: study.run for the budget into its own SQLite file; its curve."""
-    name, options = ARMS[arm]
-    db = Path(args.out) / f"arm-{arm}-seed-{seed}.db"
-    db.unlink(missing_ok=True)
-    command = [
-        sys.executable,
-        "-m",
-        "study.run",
-        "--study-name",
-        "bench",
-        "--storage",
-        f"sqlite:///{db}",
-        "--data-dir",
-        str(data_dir),
-        "--trials",
-        "10000",
-        "--timeout",
-        str(args.budget),
-        "--seed",
-        str(seed),
-        "--no-report",
-        "--quiet",
-        *options,
-        *extra,
-    ]
-    if args.threads:
-        command += ["--threads", str(args.threads)]
-    print(f"arm {arm} ({name}), seed {seed}: running {args.budget:.0f} s ...", flush=True)
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    points = within(curve(db), args.budget)
-    reached = {str(t): time_to(points, t) for t in targets}
-    best = points[-1][1] if points else None
-    print(
-        f"  arm {arm}, seed {seed}: best {best if best is not None else float('nan'):.4f}; reached "
-        + ", ".join(f"{t} {'never' if s is None else f'after {s:.0f} s'}" for t, s in reached.items()),
-        flush=True,
-    )
-    return {"seed": seed, "curve": points, "time_to_target": reached, "best": best}
-
-
-def median_times(results: dict[str, list[dict]], targets: list[float], budget: float) -> dict[str, dict[str, float]]:
-    """Per target, per arm: the median seconds to reach it over seeds."""
-    return {
-        # a run that never reached the target counts as the whole budget (a lower bound on its time)
-        str(t): {
-            arm: statistics.median(r["time_to_target"][str(t)] or budget for r in rs) for arm, rs in results.items()
-        }
-        for t in targets
-    }
-
-
-def print_table(results: dict[str, list[dict]], medians: dict[str, dict[str, float]]) -> None:
-    """Per run: best dev score and time to each target; then the median per arm and B / A."""
-    heads = [f"to {float(t):.4f}" for t in medians]
-    print(f"\n{'arm':<14} {'seed':>4} {'best dev':>8} " + " ".join(f"{h:>11}" for h in heads))
-    for arm, runs in results.items():
-        for run in runs:
-            best = "-" if run["best"] is None else f"{run['best']:.4f}"
-            times = ["never" if s is None else f"{s:.0f} s" for s in run["time_to_target"].values()]
-            print(f"{arm + ' ' + ARMS[arm][0]:<14} {run['seed']:>4} {best:>8} " + " ".join(f"{x:>11}" for x in times))
-    for t, by_arm in medians.items():
-        if "A" in by_arm and "B" in by_arm:
-            print(
-                f"target {float(t):.4f}: median time A {by_arm['A']:.0f} s, B {by_arm['B']:.0f} s; B / A = "
-                f"{by_arm['B'] / by_arm['A']:.2f} (a run that missed counts as the budget)"
-            )
-
-
-def write_figure(results: dict[str, list[dict]], targets: list[float], budget: float, path: Path) -> None:
-    figure = go.Figure()
-    for arm, runs in results.items():
-        for run in runs:
-            xs = [s for s, _ in run["curve"]] + [budget]
-            ys = [v for _, v in run["curve"]] + ([run["curve"][-1][1]] if run["curve"] else [])
-            figure.add_trace(
-                go.Scatter(
-                    x=xs[: len(ys)],
-                    y=ys,
-                    mode="lines+markers",
-                    line_shape="hv",
-                    name=f"{arm} {ARMS[arm][0]}, seed {run['seed']}",
-                )
-            )
-    for t in targets:
-        figure.add_hline(y=t, line_dash="dash", annotation_text=f"target {t:.4f}")
-    figure.update_layout(
-        title="Best dev token macro-F1 against elapsed seconds",
-        xaxis_title="seconds",
-        yaxis_title="best dev token macro-F1 so far",
-    )
-    figure.write_html(path, include_plotlyjs="directory")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,22 @@
-"""``python -m study.best``: retrain the best trial's configuration under several seeds, test once.
+"""``python -m study.best``: retrain the study's best trials under several seeds, choose one by its
+mean dev score, and test only the chosen one.
 
-Each retrained model is scored on the test split exactly once (with --test); the model with
-the best dev score is saved where ``python -m ner_core.predict`` can load it.
+One trial's dev score is partly its seed's luck. So the top ``--top`` trials (by their search
+score) are retrained under ``--seeds`` seeds each, with early stopping on dev; the configuration
+with the best mean dev score is chosen, and with ``--test`` each of its retrained models is scored
+on the test split exactly once (the others never touch it). The chosen configuration's best-dev
+model is saved where ``python -m ner_core.predict`` can load it. ``--jobs`` retrains in parallel.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import statistics
 import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +25,11 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from ner_core.config import TrainConfig
-from ner_core.data import EncodedSplit, load_corpus
+from ner_core.data import Corpus, EncodedSplit, load_corpus
 from ner_core.errors import UserError
-from ner_core.metrics import format_per_type
+from ner_core.metrics import OBJECTIVE_KEYS, format_per_type
 from ner_core.runtime import Runtime, add_runtime_arguments, decide_runtime, fallback
-from ner_core.saving import save_model
+from ner_core.saving import copy_model, load_model, save_model
 from ner_core.train import evaluate, fit, result_metrics
 from storage import DEFAULT_URL, open_storage
 
@@ -32,10 +39,27 @@ from .stored import DEFAULT_STUDY, load_study, results_dir, study_settings
 HEADLINE = ("token_macro_f1", "token_accuracy", "entity_precision", "entity_recall", "entity_f1", "entity_macro_f1")
 
 
-def best_config(study: optuna.Study) -> tuple[FrozenTrial, TrainConfig]:
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+@dataclass
+class Candidate:
+    """One trial's configuration, retrained under the seeds."""
+
+    trial: FrozenTrial
+    config: TrainConfig
+    runtime: Runtime
+    runs: list[dict[str, Any]] = field(default_factory=list)  # per seed: seed, best_epoch, dev, folder
+
+    @property
+    def mean_dev(self) -> float:
+        key = OBJECTIVE_KEYS[self.config.objective]
+        return statistics.fmean(r["dev"][key] for r in self.runs)
+
+
+def top_trials(study: optuna.Study, top: int) -> list[FrozenTrial]:
+    """The ``top`` complete trials with the best search scores, best first."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
         raise UserError(f"study '{study.study_name}' has no complete trial yet; run python -m study.run first")
-    return study.best_trial, config_for(study.best_trial.params, study_settings(study).base)
+    return sorted(complete, key=lambda t: (-t.value, t.number))[:top]
 
 
 def trial_runtime(args: argparse.Namespace, study: optuna.Study, trial: FrozenTrial) -> tuple[Runtime, str | None]:
@@ -47,6 +71,45 @@ def trial_runtime(args: argparse.Namespace, study: optuna.Study, trial: FrozenTr
     # older studies kept the precision in their configuration
     ran = trial.user_attrs.get("precision") or study.user_attrs.get("base_config", {}).get("precision")
     return fallback(ran, runtime, f"trial {trial.number} ran")
+
+
+def retrain(config: TrainConfig, runtime: Runtime, corpus: Corpus, folder: Path, progress: bool) -> dict[str, Any]:
+    """Train one configuration under its seed on train (early stopping on dev), save it in ``folder``."""
+    result = fit(config, corpus, runtime=runtime, progress=progress)
+    save_model(folder, result, result_metrics(result, corpus))
+    return {"seed": config.seed, "best_epoch": result.best_epoch, "dev": result.best_dev, "folder": str(folder)}
+
+
+def retrain_all(candidates: list[Candidate], seeds: int, corpus: Corpus, out: Path, jobs: int, quiet: bool) -> None:
+    """Every candidate under every seed, ``jobs`` at a time; fills each candidate's runs, in seed order."""
+    tasks = [
+        (c, c.config.replace(seed=c.config.seed + i), out / "retrained" / f"trial-{c.trial.number}-seed-{i}")
+        for c in candidates
+        for i in range(seeds)
+    ]
+    bar = tqdm(total=len(tasks), desc="retraining", unit="run", disable=quiet)
+
+    def done(candidate: Candidate, run: dict[str, Any]) -> None:
+        candidate.runs.append(run)
+        key = OBJECTIVE_KEYS[candidate.config.objective]
+        bar.write(
+            f"trial {candidate.trial.number}, seed {run['seed']}: best epoch {run['best_epoch']}, "
+            f"dev {run['dev'][key]:.4f}"
+        )
+        bar.update()
+
+    with bar:
+        if jobs == 1:
+            for c, config, folder in tasks:
+                done(c, retrain(config, c.runtime, corpus, folder, progress=not quiet))
+            return
+        # spawn: a forked child would inherit torch's thread pool in an unusable state
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [
+                (c, pool.submit(retrain, config, c.runtime, corpus, folder, False)) for c, config, folder in tasks
+            ]
+            for c, future in futures:
+                done(c, future.result())
 
 
 def mean_std(values: list[float]) -> dict[str, float]:
@@ -66,19 +129,24 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def markdown(
-    study_name: str, trial_number: int, config: TrainConfig, seeds: list[int], split: str, scores: dict[str, Any]
+    study_name: str, chosen: Candidate, candidates: list[Candidate], split: str, scores: dict[str, Any]
 ) -> str:
     def ms(x: dict[str, float]) -> str:
         return f"{x['mean']:.4f} ± {x['std']:.4f}"
 
+    seeds = [r["seed"] for r in chosen.runs]
     lines = [
-        f"# Study `{study_name}`: best configuration, retrained",
+        f"# Study `{study_name}`: the chosen configuration, retrained",
         "",
-        f"Trial {trial_number}; retrained with seeds {', '.join(map(str, seeds))}; "
-        f"scores on **{split}** as mean ± sample std over {len(seeds)} runs.",
+        f"Trial {chosen.trial.number}, chosen from the top {len(candidates)} trial(s) by mean dev score over seeds "
+        f"{', '.join(map(str, seeds))}; scores on **{split}** as mean ± sample std over {len(seeds)} runs.",
+        "",
+        "| trial | search dev | mean dev over seeds |",
+        "|---|---|---|",
+        *[f"| {c.trial.number} | {c.trial.value:.4f} | {c.mean_dev:.4f} |" for c in candidates],
         "",
         "```json",
-        json.dumps(config.to_dict(), indent=2, sort_keys=True),
+        json.dumps(chosen.config.to_dict(), indent=2, sort_keys=True),
         "```",
         "",
         "| score | value |",
@@ -99,15 +167,18 @@ def markdown(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m study.best",
-        description="Retrain the study's best configuration under several seeds (early stopping on dev), "
-        "report dev scores, and with --test score each model on the test split exactly once.",
+        description="Retrain the study's top trials under several seeds (early stopping on dev), choose the "
+        "configuration with the best mean dev score, report it, and with --test score each of its models on "
+        "the test split exactly once.",
         epilog="Example: python -m study.best --test   (then: python -m ner_core.predict results/bilstm-crf/model)",
     )
     parser.add_argument("--study-name", default=DEFAULT_STUDY, help=f"study to read (default {DEFAULT_STUDY})")
     parser.add_argument("--storage", help=f"storage URL (default {DEFAULT_URL})")
     parser.add_argument("--data-dir", help="corpus folder (default: the one the study was run on)")
+    parser.add_argument("--top", type=int, default=1, help="retrain the best TOP trials and choose one (default 1)")
     parser.add_argument("--seeds", type=int, default=3, help="retrainings with seeds seed, seed+1, ... (default 3)")
-    parser.add_argument("--test", action="store_true", help="score each retrained model on the test split once")
+    parser.add_argument("--jobs", type=int, default=1, help="retrainings at once (default 1; each with --threads)")
+    parser.add_argument("--test", action="store_true", help="score each model of the chosen trial on test once")
     parser.add_argument("--out", help="output folder (default results/<study>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_runtime_arguments(
@@ -116,61 +187,70 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
-        if args.seeds < 1:
-            raise UserError(f"--seeds must be at least 1, got {args.seeds}")
+        for name in ("top", "seeds", "jobs"):
+            if getattr(args, name) < 1:
+                raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
         study = load_study(open_storage(args.storage), args.study_name, args.storage)
-        trial, config = best_config(study)
+        base = study_settings(study).base
+        candidates = []
+        for trial in top_trials(study, args.top):
+            runtime, note = trial_runtime(args, study, trial)
+            if note:
+                print(note, file=sys.stderr)
+            candidates.append(Candidate(trial, config_for(trial.params, base), runtime))
+            print(f"trial {trial.number} (dev {trial.value:.4f}): {json.dumps(trial.params)}")
         corpus = load_corpus(args.data_dir or study.user_attrs.get("data_dir"), with_test=args.test)
         out = Path(args.out) if args.out else results_dir(args.study_name)
-        runtime, note = trial_runtime(args, study, trial)
-        print(f"trial {trial.number} (dev {trial.value:.4f}): {json.dumps(trial.params)}")
-        if note:
-            print(note, file=sys.stderr)
-        print(f"retraining on {runtime}")
-        seeds = [config.seed + i for i in range(args.seeds)]
-        runs, best = [], None
-        for seed in tqdm(seeds, desc="retraining", unit="seed", disable=args.quiet):
-            result = fit(config.replace(seed=seed), corpus, runtime=runtime, progress=not args.quiet)
-            test = None
-            if args.test:
-                assert corpus.test is not None
-                test = evaluate(
-                    result.model, EncodedSplit(corpus.test, result.vocab, result.tagset), corpus.test, result.tagset
-                )
-            scores = test if test is not None else result.best_dev
-            runs.append({"seed": seed, "best_epoch": result.best_epoch, "dev": result.best_dev, "test": test})
-            tqdm.write(
-                f"seed {seed}: best epoch {result.best_epoch}, dev {result.best_value:.4f}, "
-                f"{'test' if test else 'dev'} token macro-F1 {scores['token_macro_f1']:.4f} "
-                f"entity F1 {scores['entity_f1']:.4f}"
+        print(
+            f"retraining {len(candidates)} trial(s) x {args.seeds} seed(s) on {candidates[0].runtime}, "
+            f"{args.jobs} at a time"
+        )
+        retrain_all(candidates, args.seeds, corpus, out, args.jobs, args.quiet)
+        chosen = max(candidates, key=lambda c: c.mean_dev)  # the earlier (better-searched) one of equals
+        if len(candidates) > 1:
+            print(
+                "mean dev over seeds: "
+                + ", ".join(f"trial {c.trial.number} {c.mean_dev:.4f}" for c in candidates)
+                + f"; chosen: trial {chosen.trial.number}"
             )
-            if best is None or result.best_value > best[0].best_value:
-                best = (result, result_metrics(result, corpus, test))
-        assert best is not None
         split = "test" if args.test else "dev"
-        summary = aggregate([r[split] for r in runs])
-        model_dir = save_model(out / "model", best[0], best[1])
+        if args.test:
+            assert corpus.test is not None
+            for run in chosen.runs:  # the only models that ever see the test split, each once
+                saved = load_model(run["folder"], chosen.runtime)
+                run["test"] = evaluate(
+                    saved.model, EncodedSplit(corpus.test, saved.vocab, saved.tagset), corpus.test, saved.tagset
+                )
+                print(
+                    f"seed {run['seed']}: test token macro-F1 {run['test']['token_macro_f1']:.4f}, "
+                    f"entity F1 {run['test']['entity_f1']:.4f}"
+                )
+        summary = aggregate([r[split] for r in chosen.runs])
+        key = OBJECTIVE_KEYS[chosen.config.objective]
+        best_run = max(chosen.runs, key=lambda r: r["dev"][key])
+        model_dir = copy_model(best_run["folder"], out / "model")
         report = {
             "study": args.study_name,
-            "trial": trial.number,
-            "search_value": trial.value,
-            "params": trial.params,
-            "config": config.to_dict(),
+            "trial": chosen.trial.number,
+            "search_value": chosen.trial.value,
+            "params": chosen.trial.params,
+            "config": chosen.config.to_dict(),
             "split": split,
-            "seeds": seeds,
-            "runtime": runtime.record(),
+            "seeds": [r["seed"] for r in chosen.runs],
+            "runtime": chosen.runtime.record(),
+            "candidates": [
+                {"trial": c.trial.number, "search_value": c.trial.value, "mean_dev": c.mean_dev} for c in candidates
+            ],
             "summary": summary,
-            "runs": runs,
+            "runs": chosen.runs,
             "model": str(model_dir),
         }
         (out / "best.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        (out / "report.md").write_text(
-            markdown(args.study_name, trial.number, config, seeds, split, summary), encoding="utf-8"
-        )
+        (out / "report.md").write_text(markdown(args.study_name, chosen, candidates, split, summary), encoding="utf-8")
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"\n{split} scores over {len(seeds)} seeds (mean ± std):")
+    print(f"\n{split} scores of trial {chosen.trial.number} over {len(chosen.runs)} seeds (mean ± std):")
     for key in HEADLINE:
         print(f"  {key:<18} {summary[key]['mean']:.4f} ± {summary[key]['std']:.4f}")
     print(

@@ -154,7 +154,25 @@ def test_best_retrains_tests_and_saves_a_loadable_model(workdir, capsys):
     assert "| entity f1 |" in (out / "report.md").read_text()
     saved = load_model(out / "model")
     assert saved.config.hidden_size == study.best_params["hidden_size"]
-    assert "test scores over 2 seeds" in capsys.readouterr().out
+    assert f"test scores of trial {study.best_trial.number} over 2 seeds" in capsys.readouterr().out
+
+
+def test_best_chooses_among_the_top_trials_by_mean_dev_and_tests_only_the_chosen(workdir, capsys):
+    args = without(study_args(workdir, "--trials", "4", "--no-report", "--pruner", "none"), "--startup-trials")
+    assert study_run.main(without(args, "--warmup-epochs")) == 0
+    storage = f"sqlite:///{workdir / 'study.db'}"
+    assert (
+        study_best.main(["--storage", storage, "--top", "2", "--seeds", "2", "--jobs", "2", "--test", "--quiet"]) == 0
+    )
+    report = json.loads((workdir / "results" / "bilstm-crf" / "best.json").read_text())
+    ranked = sorted(load(workdir).get_trials(states=(TrialState.COMPLETE,)), key=lambda t: -t.value)[:2]
+    assert [c["trial"] for c in report["candidates"]] == [t.number for t in ranked]
+    chosen = max(report["candidates"], key=lambda c: c["mean_dev"])
+    assert report["trial"] == chosen["trial"] and len(report["runs"]) == 2
+    assert all(run["test"] is not None for run in report["runs"])
+    runs = workdir / "results" / "bilstm-crf" / "retrained"
+    assert len(list(runs.iterdir())) == 4  # every candidate under every seed, in parallel jobs
+    assert f"chosen: trial {chosen['trial']}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
