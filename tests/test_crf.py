@@ -1,8 +1,12 @@
+import itertools
+import random
+
 import pytest
 import torch
 import torchcrf
 
-from ner_core.crf import CRF
+from ner_core.crf import CRF, LIKELIHOOD_FORBIDDEN
+from ner_core.tags import TagSet, allowed_transitions, invalid_transitions
 
 
 def pair(num_tags=5, seed=0):
@@ -41,3 +45,130 @@ def test_viterbi_paths_match_pytorch_crf(seed):
     emissions, _, mask = random_batch(batch=16, steps=12, num_tags=6, seed=seed)
     with torch.no_grad():
         assert ours.decode(emissions, mask=mask) == reference.decode(emissions, mask=mask)
+
+
+# --- the scheme's constraint -------------------------------------------------------------
+
+BIO = TagSet("BIO", ("O", "B-A", "I-A", "B-B", "I-B"))
+BIOES = TagSet("BIOES", ("O", "B-A", "I-A", "E-A", "S-A", "B-B", "E-B", "S-B"))
+
+
+def tempted(tagset, seed, scale=3.0, constrain_likelihood=True):
+    """A constrained CRF whose free scores favour forbidden moves, so the constraint has work to do."""
+    allowed = allowed_transitions(tagset)
+    crf = CRF(len(tagset), batch_first=True, allowed=allowed, constrain_likelihood=constrain_likelihood)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        crf.start_transitions.copy_(torch.randn(len(tagset), generator=g) * scale + 2 * ~crf.start_allowed)
+        crf.transitions.copy_(torch.randn(len(tagset), len(tagset), generator=g) * scale + 2 * ~crf.transitions_allowed)
+        crf.end_transitions.copy_(torch.randn(len(tagset), generator=g) * scale + 2 * ~crf.end_allowed)
+    return crf
+
+
+def path_score(crf, emissions, path, scores=None):
+    """One path's score under the free parameters, or under given (start, transitions, end)."""
+    start, transitions, end = scores or (crf.start_transitions, crf.transitions, crf.end_transitions)
+    total = start[path[0]] + end[path[-1]] + sum(emissions[t, tag] for t, tag in enumerate(path))
+    return total + sum(transitions[a, b] for a, b in zip(path, path[1:]))
+
+
+def valid(tagset, path):
+    return invalid_transitions([tagset.tags[i] for i in path], tagset.scheme) == 0
+
+
+def all_paths(tagset, length):
+    return list(itertools.product(range(len(tagset)), repeat=length))
+
+
+@pytest.mark.parametrize("tagset", [BIO, BIOES], ids=["BIO", "BIOES"])
+@pytest.mark.parametrize("seed", range(3))
+def test_constrained_viterbi_is_the_best_allowed_path_by_brute_force(tagset, seed):
+    crf = tempted(tagset, seed)
+    emissions, _, mask = random_batch(batch=6, steps=4, num_tags=len(tagset), seed=seed)
+    emissions = emissions.detach() * 3
+    with torch.no_grad():
+        decoded = crf.decode(emissions, mask=mask)
+        free_best_invalid = 0
+        for b, path in enumerate(decoded):
+            length = int(mask[b].sum())
+            paths = all_paths(tagset, length)
+            scored = {p: float(path_score(crf, emissions[b], p)) for p in paths}
+            best_allowed = max((p for p in paths if valid(tagset, p)), key=scored.get)
+            assert tuple(path) == best_allowed
+            free_best_invalid += not valid(tagset, max(paths, key=scored.get))
+    assert free_best_invalid  # without the constraint some of these would have come out invalid
+
+
+@pytest.mark.parametrize("tagset", [BIO, BIOES], ids=["BIO", "BIOES"])
+def test_every_decoded_path_is_valid_on_random_emissions(tagset):
+    crf = tempted(tagset, seed=0)
+    free = CRF(len(tagset), batch_first=True)
+    free.load_state_dict(crf.state_dict())
+    invalid_free = 0
+    for seed in range(5):
+        emissions, _, mask = random_batch(batch=64, steps=20, num_tags=len(tagset), seed=seed)
+        emissions = emissions.detach() * 10
+        with torch.no_grad():
+            assert all(valid(tagset, path) for path in crf.decode(emissions, mask=mask))
+            invalid_free += sum(not valid(tagset, path) for path in free.decode(emissions, mask=mask))
+    assert invalid_free > 100  # the same scores, unconstrained, break the scheme often
+
+
+@pytest.mark.parametrize("tagset", [BIO, BIOES], ids=["BIO", "BIOES"])
+@pytest.mark.parametrize("seed", range(3))
+def test_constrained_likelihood_normalises_over_allowed_paths_by_brute_force(tagset, seed):
+    crf = tempted(tagset, seed, scale=1.0)
+    emissions, tags, mask = random_batch(batch=5, steps=4, num_tags=len(tagset), seed=seed)
+    emissions = emissions.detach().double().requires_grad_()
+    crf.double()
+    # gold paths: allowed ones for the first three, random ones (mostly invalid) for the rest
+    rng = random.Random(seed)
+    for b in range(3):
+        length = int(mask[b].sum())
+        tags[b, :length] = torch.tensor(rng.choice([p for p in all_paths(tagset, length) if valid(tagset, p)]))
+    llh = crf(emissions, tags, mask=mask, reduction="none")
+    assert torch.isfinite(llh).all()
+    likelihood_scores = crf.scores(decoding=False)
+    expected = []
+    for b in range(len(tags)):
+        length = int(mask[b].sum())
+        gold_path = tags[b, :length].tolist()
+        allowed = [p for p in all_paths(tagset, length) if valid(tagset, p)]
+        normaliser = torch.logsumexp(torch.stack([path_score(crf, emissions[b], p) for p in allowed]), 0)
+        if valid(tagset, gold_path):
+            assert path_score(crf, emissions[b], gold_path) == path_score(
+                crf, emissions[b], gold_path, likelihood_scores
+            )
+        expected.append(path_score(crf, emissions[b], gold_path, likelihood_scores) - normaliser)
+    expected = torch.stack(expected)
+    assert torch.allclose(llh, expected, atol=1e-8)
+    (grad,) = torch.autograd.grad(llh.sum(), emissions)
+    (grad_expected,) = torch.autograd.grad(expected.sum(), emissions)
+    assert torch.isfinite(grad).all()
+    assert torch.allclose(grad, grad_expected, atol=1e-8)
+
+
+def test_a_gold_path_with_a_forbidden_move_gives_a_finite_loss_and_bounded_gradients():
+    """The defined behaviour for corpora with invalid transitions: about 1e4 per forbidden move."""
+    crf = tempted(BIOES, seed=0, scale=1.0)
+    index = BIOES.index()
+    gold = torch.tensor([[index[t] for t in ("O", "I-A", "E-A", "B-B")]])  # O -> I-A, and B-B never closed
+    emissions = torch.randn(1, 4, len(BIOES), requires_grad=True)
+    llh = crf(emissions, gold, reduction="none")
+    assert torch.isfinite(llh).all()
+    assert 2 * LIKELIHOOD_FORBIDDEN - 100 < llh.item() < 2 * LIKELIHOOD_FORBIDDEN + 100
+    (grad,) = torch.autograd.grad(llh.sum(), emissions)
+    # d llh / d emission = gold indicator - allowed-path marginal: each in [-1, 1]
+    assert torch.isfinite(grad).all() and grad.abs().max() <= 1 + 1e-6
+
+
+def test_a_tag_no_allowed_path_reaches_leaves_the_likelihood_finite():
+    # B-A without I-A or E-A: in BIOES nothing may follow it and no sentence may end on it
+    tagset = TagSet("BIOES", ("O", "B-A", "S-A"))
+    crf = CRF(len(tagset), batch_first=True, allowed=allowed_transitions(tagset))
+    emissions, tags, mask = random_batch(batch=8, steps=6, num_tags=len(tagset), seed=3)
+    llh = crf(emissions, tags, mask=mask, reduction="none")
+    (grad,) = torch.autograd.grad(llh.sum(), emissions)
+    assert torch.isfinite(llh).all() and torch.isfinite(grad).all()
+    with torch.no_grad():
+        assert all(1 not in path for path in crf.decode(emissions, mask=mask))
