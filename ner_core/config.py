@@ -41,6 +41,14 @@ class TrainConfig:
     dropout: float = field(default=0.5, metadata={"help": "dropout between LSTM layers and before the output"})
     layer_norm: bool = field(default=True, metadata={"help": "LayerNorm on the LSTM output"})
     attention: bool = field(default=True, metadata={"help": "scaled dot-product self-attention after the LSTM"})
+    constrained: bool = field(
+        default=True,
+        metadata={
+            "help": "CRF allows only the tag moves of the corpus's scheme (no O -> I-X, no B-X left open in "
+            "BIOES...) in the likelihood and in Viterbi, so every output is valid; --no-constrained learns "
+            "and decodes every move freely"
+        },
+    )
     batch_size: int = field(default=128, metadata={"help": "sentences per training batch"})
     lr: float = field(default=5e-4, metadata={"help": "AdamW peak learning rate"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})

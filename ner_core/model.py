@@ -12,6 +12,7 @@ from torch import nn
 
 from .config import TrainConfig
 from .crf import CRF
+from .tags import AllowedTransitions
 
 
 class SelfAttention(nn.Module):
@@ -66,9 +67,14 @@ class PaddedBiLSTM(nn.Module):
 
 
 class BiLSTMCRF(nn.Module):
-    """The tagger. ``loss`` trains it, ``decode`` tags with Viterbi."""
+    """The tagger. ``loss`` trains it, ``decode`` tags with Viterbi.
 
-    def __init__(self, config: TrainConfig, vocab_size: int, num_tags: int):
+    ``allowed`` (``tags.allowed_transitions(tagset)``) is the scheme's constraint, which the CRF
+    applies when ``config.constrained``; without it every tag move is allowed (enough to count
+    parameters, not to tag).
+    """
+
+    def __init__(self, config: TrainConfig, vocab_size: int, num_tags: int, allowed: AllowedTransitions | None = None):
         super().__init__()
         self.config = config
         self.embedding = nn.Embedding(vocab_size, config.embed_dim, padding_idx=0)
@@ -80,7 +86,7 @@ class BiLSTMCRF(nn.Module):
         self.attention = SelfAttention(width) if config.attention else None
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(width, num_tags)
-        self.crf = CRF(num_tags, batch_first=True)
+        self.crf = CRF(num_tags, batch_first=True, allowed=allowed if config.constrained else None)
 
     def emissions(self, tokens: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Per-position tag scores [batch, time, tags]; padded positions are left meaningless."""

@@ -28,7 +28,7 @@ from .embeddings import embedding_matrix, read_word2vec
 from .errors import NonFiniteLossError, UserError
 from .metrics import OBJECTIVE_KEYS, format_per_type, score
 from .model import BiLSTMCRF, count_parameters
-from .tags import TagSet
+from .tags import TagSet, allowed_transitions
 
 EVAL_BATCH_SIZE = 256
 
@@ -98,7 +98,7 @@ def build_model(
     config: TrainConfig, vocab: Vocab, tagset: TagSet, vectors: dict[str, torch.Tensor] | None = None
 ) -> tuple[BiLSTMCRF, int | None]:
     """A fresh model; with pretrained vectors, its embedding starts from them (and is fine-tuned)."""
-    model = BiLSTMCRF(config, len(vocab), len(tagset))
+    model = BiLSTMCRF(config, len(vocab), len(tagset), allowed_transitions(tagset))
     found = None
     if vectors is not None:
         generator = torch.Generator().manual_seed(config.seed)

@@ -5,8 +5,13 @@ import pytest
 import torch
 import torchcrf
 
+from ner_core.config import TrainConfig
 from ner_core.crf import CRF, LIKELIHOOD_FORBIDDEN
+from ner_core.data import EncodedSplit, load_corpus
+from ner_core.model import BiLSTMCRF
+from ner_core.synthetic import make_corpus
 from ner_core.tags import TagSet, allowed_transitions, invalid_transitions
+from ner_core.train import fit, predict_ids
 
 
 def pair(num_tags=5, seed=0):
@@ -172,3 +177,32 @@ def test_a_tag_no_allowed_path_reaches_leaves_the_likelihood_finite():
     assert torch.isfinite(llh).all() and torch.isfinite(grad).all()
     with torch.no_grad():
         assert all(1 not in path for path in crf.decode(emissions, mask=mask))
+
+
+def test_training_on_a_corpus_with_invalid_gold_transitions_stays_finite(tmp_path, tiny_config):
+    folder = make_corpus(tmp_path / "corpus")
+    with (folder / "train.txt").open("a", encoding="utf-8") as f:
+        f.write("之\tO\n張\tI-PER\n王\tE-PER\n也\tO\n\n洛\tB-LOC\n也\tO\n\n")
+    corpus = load_corpus(folder)
+    assert corpus.invalid["train"] == 2
+    result = fit(tiny_config, corpus)  # raises NonFiniteLossError on an infinite or NaN loss
+    assert all(0 < epoch.loss < 1e3 for epoch in result.history)  # two bad sentences of 300+, in one batch each
+    dev = EncodedSplit(corpus.dev, result.vocab, result.tagset)
+    assert all(valid(result.tagset, path) for path in predict_ids(result.model, dev))
+
+
+def test_unconstrained_model_is_pytorch_crf_and_masks_are_not_saved():
+    tagset = BIOES
+    constrained = BiLSTMCRF(TrainConfig(hidden_size=8, num_layers=1), 20, len(tagset), allowed_transitions(tagset))
+    free = BiLSTMCRF(
+        TrainConfig(hidden_size=8, num_layers=1, constrained=False), 20, len(tagset), allowed_transitions(tagset)
+    )
+    assert not any("allowed" in key for key in constrained.state_dict())
+    free.load_state_dict(constrained.state_dict())  # models saved before the masks existed load too
+    assert free.crf.transitions_allowed.all() and not constrained.crf.transitions_allowed.all()
+    reference = torchcrf.CRF(len(tagset), batch_first=True)
+    reference.load_state_dict(free.crf.state_dict())
+    emissions, tags, mask = random_batch(batch=8, steps=7, num_tags=len(tagset), seed=4)
+    with torch.no_grad():
+        assert free.crf.decode(emissions, mask=mask) == reference.decode(emissions, mask=mask)
+        assert torch.allclose(free.crf(emissions, tags, mask=mask), reference(emissions, tags, mask=mask))
