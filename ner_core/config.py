@@ -44,9 +44,9 @@ class TrainConfig:
     constrained: bool = field(
         default=True,
         metadata={
-            "help": "CRF allows only the tag moves of the corpus's scheme (no O -> I-X, no B-X left open in "
-            "BIOES...) in the likelihood and in Viterbi, so every output is valid; --no-constrained learns "
-            "and decodes every move freely"
+            "help": "Viterbi makes only the tag moves the corpus's scheme allows (no O -> I-X, no B-X left "
+            "open in BIOES...), so every output is valid; training is unchanged. --no-constrained decodes "
+            "every move freely, as pytorch-crf does"
         },
     )
     batch_size: int = field(default=128, metadata={"help": "sentences per training batch"})

@@ -7,8 +7,10 @@ per character). The forward algorithm stays a loop over time steps: each step ne
 Without a constraint: same parameters and results as ``torchcrf.CRF`` (tests compare them).
 
 With one (``allowed``, from ``tags.allowed_transitions``), every move the scheme forbids (a
-sentence starting with I-X, O -> I-X, B-X -> O in BIOES, ending inside a chunk...) is masked, so
-Viterbi only ever returns valid tag sequences. The masks enter in one place, ``scores``.
+sentence starting with I-X, O -> I-X, B-X -> O in BIOES, ending inside a chunk...) is masked in
+Viterbi, so it only ever returns valid tag sequences; the likelihood stays over all paths unless
+``constrain_likelihood`` (on CHisIEC that lowered dev scores: see the README). The masks enter
+in one place, ``scores``.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ class CRF(torchcrf.CRF):
     """A linear-chain CRF layer; see ``torchcrf.CRF`` for the interface.
 
     ``allowed`` restricts the moves between tags (None: every move is allowed, as in
-    pytorch-crf). Viterbi scores forbidden moves -inf, so no decoded path makes one. With
-    ``constrain_likelihood`` the likelihood is normalised over allowed paths only, forbidden
-    moves scoring LIKELIHOOD_FORBIDDEN: a gold path with a forbidden move (a corpus with invalid
-    transitions) costs about 1e4 per such move in the loss, which stays finite, and its gradient
-    is the usual bounded one (gold minus expected tag counts over the allowed paths).
+    pytorch-crf). Viterbi scores forbidden moves -inf, so no decoded path makes one. The
+    likelihood ignores ``allowed`` unless ``constrain_likelihood``; then it is normalised over
+    allowed paths only, forbidden moves scoring LIKELIHOOD_FORBIDDEN: a gold path with a
+    forbidden move (a corpus with invalid transitions) costs about 1e4 per such move in the loss,
+    which stays finite, and its gradient is the usual bounded one (gold minus expected tag counts
+    over the allowed paths).
     """
 
     def __init__(
@@ -40,7 +43,7 @@ class CRF(torchcrf.CRF):
         num_tags: int,
         batch_first: bool = False,
         allowed: AllowedTransitions | None = None,
-        constrain_likelihood: bool = True,
+        constrain_likelihood: bool = False,
     ) -> None:
         super().__init__(num_tags, batch_first)
         self.constrain_likelihood = constrain_likelihood

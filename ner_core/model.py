@@ -69,9 +69,9 @@ class PaddedBiLSTM(nn.Module):
 class BiLSTMCRF(nn.Module):
     """The tagger. ``loss`` trains it, ``decode`` tags with Viterbi.
 
-    ``allowed`` (``tags.allowed_transitions(tagset)``) is the scheme's constraint, which the CRF
-    applies when ``config.constrained``; without it every tag move is allowed (enough to count
-    parameters, not to tag).
+    ``allowed`` (``tags.allowed_transitions(tagset)``) is the scheme's constraint, which the CRF's
+    Viterbi applies when ``config.constrained``; without it every tag move is allowed (enough to
+    count parameters, not to tag).
     """
 
     def __init__(self, config: TrainConfig, vocab_size: int, num_tags: int, allowed: AllowedTransitions | None = None):

@@ -170,7 +170,7 @@ def test_a_gold_path_with_a_forbidden_move_gives_a_finite_loss_and_bounded_gradi
 def test_a_tag_no_allowed_path_reaches_leaves_the_likelihood_finite():
     # B-A without I-A or E-A: in BIOES nothing may follow it and no sentence may end on it
     tagset = TagSet("BIOES", ("O", "B-A", "S-A"))
-    crf = CRF(len(tagset), batch_first=True, allowed=allowed_transitions(tagset))
+    crf = CRF(len(tagset), batch_first=True, allowed=allowed_transitions(tagset), constrain_likelihood=True)
     emissions, tags, mask = random_batch(batch=8, steps=6, num_tags=len(tagset), seed=3)
     llh = crf(emissions, tags, mask=mask, reduction="none")
     (grad,) = torch.autograd.grad(llh.sum(), emissions)
@@ -179,19 +179,18 @@ def test_a_tag_no_allowed_path_reaches_leaves_the_likelihood_finite():
         assert all(1 not in path for path in crf.decode(emissions, mask=mask))
 
 
-def test_training_on_a_corpus_with_invalid_gold_transitions_stays_finite(tmp_path, tiny_config):
+def test_a_corpus_with_invalid_gold_transitions_trains_and_decodes_valid_tags(tmp_path, tiny_config):
     folder = make_corpus(tmp_path / "corpus")
     with (folder / "train.txt").open("a", encoding="utf-8") as f:
         f.write("之\tO\n張\tI-PER\n王\tE-PER\n也\tO\n\n洛\tB-LOC\n也\tO\n\n")
     corpus = load_corpus(folder)
     assert corpus.invalid["train"] == 2
     result = fit(tiny_config, corpus)  # raises NonFiniteLossError on an infinite or NaN loss
-    assert all(0 < epoch.loss < 1e3 for epoch in result.history)  # two bad sentences of 300+, in one batch each
     dev = EncodedSplit(corpus.dev, result.vocab, result.tagset)
     assert all(valid(result.tagset, path) for path in predict_ids(result.model, dev))
 
 
-def test_unconstrained_model_is_pytorch_crf_and_masks_are_not_saved():
+def test_the_model_constrains_decoding_only_and_unconstrained_is_pytorch_crf():
     tagset = BIOES
     constrained = BiLSTMCRF(TrainConfig(hidden_size=8, num_layers=1), 20, len(tagset), allowed_transitions(tagset))
     free = BiLSTMCRF(
@@ -205,4 +204,5 @@ def test_unconstrained_model_is_pytorch_crf_and_masks_are_not_saved():
     emissions, tags, mask = random_batch(batch=8, steps=7, num_tags=len(tagset), seed=4)
     with torch.no_grad():
         assert free.crf.decode(emissions, mask=mask) == reference.decode(emissions, mask=mask)
-        assert torch.allclose(free.crf(emissions, tags, mask=mask), reference(emissions, tags, mask=mask))
+        for model in (free, constrained):  # training is the same either way
+            assert torch.allclose(model.crf(emissions, tags, mask=mask), reference(emissions, tags, mask=mask))
