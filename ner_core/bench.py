@@ -2,11 +2,13 @@
 
 The notebook's way: random batches, an unpacked ``nn.LSTM(bidirectional=True)``, pytorch-crf's
 CRF, attention masked with -1e9, dropout on every padded position. ner_core's way: length-
-bucketed batches, the padded BiLSTM, the vectorized CRF, inference mode and length-sorted
-batches in evaluation; once with a float32 LSTM and, where the hardware does bfloat16,
-once with a bfloat16 LSTM (``--precision auto`` picks it in training). Same sizes, same
-optimizer, same clipping, same device. Prints training tokens/s, the ratio to the notebook's way, padding
-fractions, eval sentences/s and peak memory for each.
+bucketed batches, the BiLSTM exact under padding, the vectorized CRF, inference mode and
+length-sorted batches in evaluation, along the path the device runs (``--paths`` pins others to
+compare them); once with a float32 LSTM and, where the hardware does bfloat16, once with a
+bfloat16 LSTM (``--precision auto`` picks it in training). Same sizes, same optimizer, same
+clipping, same device (``--device``). Prints training tokens/s, the ratio to the notebook's way,
+padding fractions, eval sentences/s and the process's peak resident memory for each (on a GPU,
+the JSON also has the GPU's peak allocated memory).
 """
 
 from __future__ import annotations
@@ -29,13 +31,18 @@ from .data import EncodedSplit, Vocab, load_corpus
 from .errors import UserError
 from .model import BiLSTMCRF, SelfAttention
 from .runtime import Runtime, add_runtime_arguments, bfloat16_missing, decide_runtime
+from .tags import TagSet, allowed_transitions
 from .train import predict_ids, seed_everything
 
 PRESETS = {
     "notebook": TrainConfig(),
     "256x2": TrainConfig(hidden_size=256, num_layers=2, batch_size=32, lr=2e-3),
+    "256x1": TrainConfig(hidden_size=256, num_layers=1, batch_size=16, lr=2e-3),
     "128x1": TrainConfig(hidden_size=128, num_layers=1, batch_size=32, lr=2e-3),
 }
+# How ner_core's model runs: "auto" is what BiLSTMCRF.place picks for the device; the others pin
+# the LSTM (padded or packed) and the CRF's algorithms (loops over time or trees) to compare them.
+PATHS = ("auto", "padded-loop", "packed-loop", "padded-scan", "packed-scan")
 
 
 class NotebookModel(nn.Module):
@@ -97,23 +104,30 @@ def measure(
     train: EncodedSplit,
     dev: EncodedSplit,
     vocab_size: int,
-    num_tags: int,
+    tagset: TagSet,
     epochs: int,
     max_batches: int | None,
     runtime: Runtime,
+    path: str = "auto",
 ) -> dict[str, Any]:
-    """Train ``epochs`` epochs one way (notebook, or ner_core's LSTM in the precision ``way``) on the
-    runtime's device; return tokens/s, padding, eval sentences/s, peak RSS."""
+    """Train ``epochs`` epochs one way (notebook, or ner_core's LSTM in the precision ``way``, along
+    ``path``) on the runtime's device; return tokens/s, padding, eval sentences/s, peak RSS."""
     seed_everything(config.seed)
     notebook = way == "notebook"
     if notebook:
-        model = NotebookModel(config, vocab_size, num_tags).to(runtime.device)
+        model = NotebookModel(config, vocab_size, len(tagset)).to(runtime.device)
     else:
-        model = BiLSTMCRF(config, vocab_size, num_tags).place(dataclasses.replace(runtime, precision=way))
+        model = BiLSTMCRF(config, vocab_size, len(tagset), allowed_transitions(tagset))
+        model.place(dataclasses.replace(runtime, precision=way))
+        if path != "auto":
+            lstm, crf = path.split("-")
+            model.lstm.packed, model.crf.scan = lstm == "packed", crf == "scan"
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     order = torch.Generator().manual_seed(config.seed)
     tokens = seconds = 0.0
     groups_seen: list[list[int]] = []
+    if runtime.cuda:
+        torch.cuda.reset_peak_memory_stats(runtime.device)
     with PeakRSS() as memory:
         for _ in range(epochs):
             groups = (
@@ -150,12 +164,13 @@ def measure(
         synchronize(runtime)
         eval_seconds = time.perf_counter() - start
     return {
-        "way": way,
+        "way": way if path == "auto" else f"{way} {path}",
         "train_tokens_per_s": tokens / seconds,
         "seconds_per_batch": seconds / len(groups_seen),
         "padding": train.padding_fraction(groups_seen),
         "eval_sentences_per_s": len(dev) / eval_seconds,
         "peak_rss_mib": memory.peak / 2**20,
+        "peak_gpu_mib": torch.cuda.max_memory_allocated(runtime.device) / 2**20 if runtime.cuda else None,
     }
 
 
@@ -186,6 +201,14 @@ def main(argv: list[str] | None = None) -> int:
         help="ner_core's way in these LSTM precisions (default: float32, and bfloat16 where the hardware has it; "
         "a bfloat16 row the hardware cannot run is skipped with the reason)",
     )
+    parser.add_argument(
+        "--paths",
+        nargs="+",
+        choices=PATHS,
+        default=["auto"],
+        help="ner_core's model along these paths: auto (default: what the device runs; padded-loop on a CPU, "
+        "packed-scan on a GPU), or pinned (LSTM padded or packed, CRF loops over time or trees)",
+    )
     parser.add_argument("--epochs", type=int, default=1, help="epochs per way (default 1)")
     parser.add_argument("--max-batches", type=int, help="at most this many batches per epoch (a quick look)")
     add_runtime_arguments(parser, precision=False)
@@ -212,19 +235,23 @@ def main(argv: list[str] | None = None) -> int:
         f"{corpus.summary()}\ntorch {torch.__version__}, {runtime.device_name}, {runtime.threads} thread(s), "
         f"{args.epochs} epoch(s){f' of at most {args.max_batches} batches' if args.max_batches else ''} per way"
     )
-    columns = ("config", 9), ("way", 9), ("train tok/s", 11), ("s/batch", 8), ("padding", 8), ("eval sent/s", 11)
+    columns = ("config", 9), ("way", 21), ("train tok/s", 11), ("s/batch", 8), ("padding", 8), ("eval sent/s", 11)
     print(" ".join(f"{n:<{w}}" if i < 2 else f"{n:>{w}}" for i, (n, w) in enumerate(columns)) + " peak MiB speed-up")
     rows = []
     for name in args.preset:
         config = PRESETS[name]
         ways = [
-            measure(way, config, train, dev, len(vocab), len(corpus.tagset), args.epochs, args.max_batches, runtime)
-            for way in ("notebook", *precisions)
+            measure("notebook", config, train, dev, len(vocab), corpus.tagset, args.epochs, args.max_batches, runtime)
+        ]
+        ways += [
+            measure(way, config, train, dev, len(vocab), corpus.tagset, args.epochs, args.max_batches, runtime, path)
+            for way in precisions
+            for path in args.paths
         ]
         for row in ways:
             row.update(config=name, speedup=row["train_tokens_per_s"] / ways[0]["train_tokens_per_s"])
             print(
-                f"{name:<9} {row['way']:<9} {row['train_tokens_per_s']:>11,.0f} {row['seconds_per_batch']:>8.2f} "
+                f"{name:<9} {row['way']:<21} {row['train_tokens_per_s']:>11,.0f} {row['seconds_per_batch']:>8.2f} "
                 f"{row['padding']:>8.1%} {row['eval_sentences_per_s']:>11,.0f} {row['peak_rss_mib']:>9,.0f} "
                 f"{row['speedup']:>7.2f}x",
                 flush=True,

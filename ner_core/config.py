@@ -29,8 +29,20 @@ class TrainConfig:
     hidden_size: int = field(default=512, metadata={"help": "LSTM hidden size per direction"})
     num_layers: int = field(default=3, metadata={"help": "stacked BiLSTM layers"})
     dropout: float = field(default=0.5, metadata={"help": "dropout between LSTM layers and before the output"})
+    embed_dropout: float = field(
+        default=0.0,
+        metadata={"help": "dropout on the character embeddings, before the LSTM (0: none, as in the notebook)"},
+    )
     layer_norm: bool = field(default=True, metadata={"help": "LayerNorm on the LSTM output"})
     attention: bool = field(default=True, metadata={"help": "scaled dot-product self-attention after the LSTM"})
+    constrained: bool = field(
+        default=True,
+        metadata={
+            "help": "Viterbi makes only the tag moves the corpus's scheme allows (no O -> I-X, no B-X left "
+            "open in BIOES...), so every output is valid; training is unchanged. --no-constrained decodes "
+            "every move freely, as pytorch-crf does"
+        },
+    )
     batch_size: int = field(default=128, metadata={"help": "sentences per training batch"})
     lr: float = field(default=5e-4, metadata={"help": "AdamW peak learning rate"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
@@ -52,8 +64,9 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise UserError(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", "embed_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise UserError(f"--{_flag(name)} must be in [0, 1), got {getattr(self, name)}")
         if not self.lr > 0:
             raise UserError(f"--lr must be positive, got {self.lr}")
         if self.weight_decay < 0:

@@ -3,6 +3,7 @@
 Token level: sklearn's classification_report over every tag that occurs in gold or predicted
 tags, O included, on real (unpadded) positions: the number the notebook printed.
 Entity level: seqeval in strict mode with the corpus's scheme (as conlleval counts chunks).
+Validity: how many predicted sentences break the scheme (0 with the constrained CRF).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Sequence
 from seqeval.metrics import classification_report as entity_report
 from seqeval.scheme import IOB2, IOBES
 from sklearn.metrics import classification_report as token_report
+
+from .tags import invalid_transitions
 
 _SCHEMES = {"BIO": IOB2, "BIOES": IOBES}
 OBJECTIVE_KEYS = {"token-macro-f1": "token_macro_f1", "entity-f1": "entity_f1"}
@@ -61,9 +64,18 @@ def entity_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], 
     }
 
 
+def invalid_sentences(pred: Sequence[Sequence[str]], scheme: str) -> int:
+    """Predicted sentences with at least one move the scheme forbids (each costs strict entities)."""
+    return sum(invalid_transitions(tags, scheme) > 0 for tags in pred)
+
+
 def score(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], scheme: str) -> dict[str, object]:
-    """Token and entity scores together, in one flat dict (per_type nested)."""
-    return {**token_scores(gold, pred), **entity_scores(gold, pred, scheme)}
+    """Token and entity scores and the invalid predicted sentences, in one flat dict (per_type nested)."""
+    return {
+        **token_scores(gold, pred),
+        **entity_scores(gold, pred, scheme),
+        "invalid_sentences": invalid_sentences(pred, scheme),
+    }
 
 
 def format_per_type(per_type: dict[str, dict[str, float]]) -> str:

@@ -17,7 +17,7 @@ from .data import Vocab
 from .errors import UserError
 from .model import BiLSTMCRF
 from .runtime import Runtime
-from .tags import TagSet
+from .tags import TagSet, allowed_transitions
 
 FILES = ("model.pt", "config.json", "vocab.json", "tags.json", "metrics.json")
 
@@ -92,7 +92,7 @@ def load_model(directory: str | Path, runtime: Runtime | None = None) -> SavedMo
         tags = json.loads((directory / "tags.json").read_text(encoding="utf-8"))
         tagset = TagSet(tags["scheme"], tuple(tags["tags"]))
         metrics = json.loads((directory / "metrics.json").read_text(encoding="utf-8"))
-        model = BiLSTMCRF(config, len(vocab), len(tagset))
+        model = BiLSTMCRF(config, len(vocab), len(tagset), allowed_transitions(tagset))
         model.load_state_dict(torch.load(directory / "model.pt", map_location="cpu", weights_only=True))
     except (ValueError, KeyError, RuntimeError) as err:
         raise UserError(f"{directory}: damaged saved model ({str(err).splitlines()[0]})") from None

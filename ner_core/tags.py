@@ -69,20 +69,24 @@ def spans(tags: Sequence[str], scheme: str) -> list[Span]:
     return found
 
 
+def allowed_move(before: str, after: str, scheme: str) -> bool:
+    """Whether tag ``after`` may follow tag ``before``; a sentence's edges count as "O".
+
+    I-X and E-X only continue a chunk of type X opened by B-X (and kept open by I-X); in BIOES
+    an open chunk must be continued, since only E-X closes it.
+    """
+    before_prefix, before_type = parse_tag(before)
+    prefix, kind = parse_tag(after)
+    inside = before_prefix in ("B", "I")
+    if prefix in ("I", "E"):
+        return inside and kind == before_type
+    return not (scheme == "BIOES" and inside)
+
+
 def invalid_transitions(tags: Sequence[str], scheme: str) -> int:
     """Count positions that break the scheme: I-X after O, E-X without B-X, a B-X never closed..."""
-    bad = 0
-    prev_prefix, prev_type = "O", None
-    for tag in [*tags, "O"]:
-        prefix, kind = parse_tag(tag)
-        inside = prev_prefix in ("B", "I")
-        continues = prefix in ("I", "E") and inside and kind == prev_type
-        if prefix in ("I", "E") and not continues:
-            bad += 1
-        elif scheme == "BIOES" and inside and not continues:
-            bad += 1  # BIOES closes every chunk with E-X
-        prev_prefix, prev_type = prefix, kind
-    return bad
+    edged = ["O", *tags, "O"]
+    return sum(not allowed_move(a, b, scheme) for a, b in zip(edged, edged[1:]))
 
 
 @dataclass(frozen=True)
@@ -109,3 +113,27 @@ class TagSet:
 
     def __len__(self) -> int:
         return len(self.tags)
+
+
+@dataclass(frozen=True)
+class AllowedTransitions:
+    """The moves a tag scheme allows, indexed like its TagSet: the CRF's constraint.
+
+    ``start[j]``: a sentence may begin with tag j; ``transitions[i][j]``: tag j may follow tag i;
+    ``end[i]``: a sentence may end with tag i. A path is valid exactly when every move it makes
+    is allowed (``invalid_transitions`` counts the others).
+    """
+
+    start: tuple[bool, ...]
+    transitions: tuple[tuple[bool, ...], ...]
+    end: tuple[bool, ...]
+
+
+def allowed_transitions(tagset: TagSet) -> AllowedTransitions:
+    """The start, transition and end moves that ``tagset.scheme`` allows between its tags."""
+    tags, scheme = tagset.tags, tagset.scheme
+    return AllowedTransitions(
+        start=tuple(allowed_move("O", t, scheme) for t in tags),
+        transitions=tuple(tuple(allowed_move(a, b, scheme) for b in tags) for a in tags),
+        end=tuple(allowed_move(t, "O", scheme) for t in tags),
+    )

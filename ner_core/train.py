@@ -28,7 +28,7 @@ from .errors import NonFiniteLossError, UserError
 from .metrics import OBJECTIVE_KEYS, format_per_type, score
 from .model import BiLSTMCRF, count_parameters
 from .runtime import Runtime, add_runtime_arguments, decide_runtime, runtime_from_args
-from .tags import TagSet
+from .tags import TagSet, allowed_transitions
 
 EVAL_BATCH_SIZE = 256
 
@@ -130,7 +130,7 @@ def build_model(
     config: TrainConfig, vocab: Vocab, tagset: TagSet, vectors: dict[str, torch.Tensor] | None = None
 ) -> tuple[BiLSTMCRF, int | None]:
     """A fresh model; with pretrained vectors, its embedding starts from them (and is fine-tuned)."""
-    model = BiLSTMCRF(config, len(vocab), len(tagset))
+    model = BiLSTMCRF(config, len(vocab), len(tagset), allowed_transitions(tagset))
     found = None
     if vectors is not None:
         generator = torch.Generator().manual_seed(config.seed)
@@ -383,12 +383,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"dev   token macro-F1 {dev['token_macro_f1']:.4f}  accuracy {dev['token_accuracy']:.4f}  "
-        f"entity P/R/F1 {dev['entity_precision']:.4f}/{dev['entity_recall']:.4f}/{dev['entity_f1']:.4f}"
+        f"entity P/R/F1 {dev['entity_precision']:.4f}/{dev['entity_recall']:.4f}/{dev['entity_f1']:.4f}  "
+        f"invalid sentences {dev['invalid_sentences']}"
     )
     if test is not None:
         print(
             f"test  token macro-F1 {test['token_macro_f1']:.4f}  accuracy {test['token_accuracy']:.4f}  "
-            f"entity P/R/F1 {test['entity_precision']:.4f}/{test['entity_recall']:.4f}/{test['entity_f1']:.4f}"
+            f"entity P/R/F1 {test['entity_precision']:.4f}/{test['entity_recall']:.4f}/{test['entity_f1']:.4f}  "
+            f"invalid sentences {test['invalid_sentences']}"
         )
         print(format_per_type(test["per_type"]))
     print(f"\nmodel saved in {out}\nnext: echo '臣聞' | python -m ner_core.predict {out}")

@@ -129,9 +129,10 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError("--warmup-epochs applies to --pruner median and hyperband only")
 
 
-def settings_from_args(args: argparse.Namespace, data_dir: str) -> StudySettings:
-    """The settings a new study gets from the command line (the defaults where not given)."""
-    space = space_from_args(args)
+def settings_from_args(args: argparse.Namespace, data_dir: str, cuda: bool) -> StudySettings:
+    """The settings a new study gets from the command line (the defaults where not given; the
+    GPU's default space where its trials train on a GPU)."""
+    space = space_from_args(args, cuda)
     fixed = [n for n in space.names if getattr(args, n, None) is not None]
     if fixed:
         name = fixed[0]
@@ -179,14 +180,16 @@ def ignored(args: argparse.Namespace, asked: StudySettings, kept: StudySettings)
     return out
 
 
-def open_study(args: argparse.Namespace, storage: optuna.storages.BaseStorage) -> tuple[optuna.Study, StudySettings]:
+def open_study(
+    args: argparse.Namespace, storage: optuna.storages.BaseStorage, runtime: Runtime
+) -> tuple[optuna.Study, StudySettings]:
     """Resume the study with the settings it keeps, or create it with the command line's.
 
     The corpus is read before anything is created: a bad corpus leaves no half-made study.
     """
     kept = recorded_settings(storage, args.study_name)
     data_dir = args.data_dir or os.environ.get("NER_DATA_DIR") or (kept.data_dir if kept else "") or None
-    asked = settings_from_args(args, str(resolve_data_dir(data_dir)))
+    asked = settings_from_args(args, str(resolve_data_dir(data_dir)), runtime.cuda)
     load_corpus(asked.data_dir)  # a bad corpus fails here
     settings = asked if kept is None else kept.replace(data_dir=asked.data_dir)
     if kept is not None and not args.child and (differ := ignored(args, asked, kept)):
@@ -235,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
         runtime = decide_runtime(args.device, threads, args.precision)
         storage = open_storage(args.storage)
-        study, settings = open_study(args, storage)
+        study, settings = open_study(args, storage, runtime)
         if note := precision_note(study, runtime, args):
             print(note, file=sys.stderr)
         if args.workers > 1:

@@ -24,6 +24,7 @@ class Param:
 
     kind: "float" and "int" draw from [LOW, HIGH] (``log`` for a log scale), "choice" from a list.
     limits: the widest values a user may give (TrainConfig's own checks apply on top).
+    gpu: the default range where trials train on a GPU, if it differs (the CPU's is sized for 2 cores).
     """
 
     name: str
@@ -33,6 +34,10 @@ class Param:
     help: str
     limits: tuple[float, float]
     log: bool = False
+    gpu: tuple[float, ...] | None = None
+
+    def default_for(self, cuda: bool) -> tuple[float, ...]:
+        return self.gpu if cuda and self.gpu else self.default
 
     def suggest(self, trial: optuna.Trial, values: tuple[Any, ...]) -> Any:
         if self.kind == "float":
@@ -65,12 +70,21 @@ PARAMS = {
     p.name: p
     for p in (
         Param("lr", "float", (1e-4, 1e-2), "--lr-range", "AdamW peak learning rate, log scale", (0, 1), log=True),
-        Param("hidden_size", "choice", (32, 64, 128, 256), "--hidden-sizes", "LSTM hidden sizes", (1, 4096)),
-        Param("num_layers", "int", (1, 2), "--layers-range", "stacked BiLSTM layers", (1, 8)),
+        Param(
+            "hidden_size",
+            "choice",
+            (32, 64, 128, 256),
+            "--hidden-sizes",
+            "LSTM hidden sizes",
+            (1, 4096),
+            gpu=(64, 128, 256, 512),
+        ),
+        Param("num_layers", "int", (1, 2), "--layers-range", "stacked BiLSTM layers", (1, 8), gpu=(1, 3)),
         Param("dropout", "float", (0.0, 0.6), "--dropout-range", "dropout", (0, 1)),
         Param("batch_size", "choice", (16, 32, 64, 128), "--batch-sizes", "sentences per batch", (1, 4096)),
         Param("embed_dim", "choice", (50, 100, 200), "--embed-dims", "character embedding sizes", (1, 4096)),
         Param("weight_decay", "float", (1e-4, 0.1), "--weight-decay-range", "AdamW weight decay", (0, 10), log=True),
+        Param("embed_dropout", "float", (0.0, 0.5), "--embed-dropout-range", "dropout on the embeddings", (0, 1)),
     )
 }
 DEFAULT_SEARCH = ("lr", "hidden_size", "num_layers", "dropout", "batch_size")
@@ -83,6 +97,11 @@ class SearchSpace:
     """The searched settings and their ranges (or choices), in table order."""
 
     ranges: dict[str, tuple[Any, ...]] = field(default_factory=lambda: {n: PARAMS[n].default for n in DEFAULT_SEARCH})
+
+    @classmethod
+    def default(cls, cuda: bool = False) -> SearchSpace:
+        """The default space: the CPU's, or where trials train on a GPU, one that covers the notebook's."""
+        return cls({n: PARAMS[n].default_for(cuda) for n in DEFAULT_SEARCH})
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.ranges) - set(PARAMS))
@@ -136,6 +155,8 @@ def add_space_arguments(parser: argparse.ArgumentParser) -> None:
     )
     for p in PARAMS.values():
         shown = " ".join(f"{v:g}" for v in p.default)
+        if p.gpu:
+            shown += "; on a GPU " + " ".join(f"{v:g}" for v in p.gpu)
         group.add_argument(
             p.flag,
             dest=f"space_{p.name}",
@@ -146,11 +167,12 @@ def add_space_arguments(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def space_from_args(args: argparse.Namespace) -> SearchSpace:
-    """The space the command line asks for; a range given for a setting that is not searched is an error."""
+def space_from_args(args: argparse.Namespace, cuda: bool = False) -> SearchSpace:
+    """The space the command line asks for (defaults: the GPU's where ``cuda``); a range given for a
+    setting that is not searched is an error."""
     names = args.search or list(DEFAULT_SEARCH)
     for p in PARAMS.values():
         if getattr(args, f"space_{p.name}") is not None and p.name not in names:
             raise UserError(f"{p.flag} is given but {p.name} is not searched; add it to --search")
     chosen = [n for n in PARAMS if n in names]  # table order: a seed's draws do not depend on how --search lists them
-    return SearchSpace({n: tuple(getattr(args, f"space_{n}") or PARAMS[n].default) for n in chosen})
+    return SearchSpace({n: tuple(getattr(args, f"space_{n}") or PARAMS[n].default_for(cuda)) for n in chosen})

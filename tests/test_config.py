@@ -28,6 +28,7 @@ def test_json_round_trip():
         ('{"hiden_size": 3}', "unknown setting(s) hiden_size"),
         ('{"hidden_size": "big"}', "hidden_size must be int"),
         ('{"dropout": 1.5}', "--dropout must be in [0, 1)"),
+        ('{"embed_dropout": -0.1}', "--embed-dropout must be in [0, 1)"),
         ("[1]", "expected a JSON object"),
         ('{"lr": }', "c.json:1: not valid JSON"),
     ],

@@ -3,7 +3,7 @@ import random
 import pytest
 from sklearn.metrics import classification_report
 
-from ner_core.metrics import entity_scores, score, token_scores
+from ner_core.metrics import entity_scores, invalid_sentences, score, token_scores
 from ner_core.tags import spans
 
 GOLD = [["O", "B-PER", "E-PER", "O"], ["S-LOC"]]
@@ -26,6 +26,13 @@ def test_entity_scores_by_hand_are_strict():
     assert scores["entity_macro_f1"] == pytest.approx(0.5)
     assert scores["per_type"]["PER"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
     assert scores["per_type"]["LOC"]["f1"] == 1.0
+
+
+def test_invalid_sentences_are_counted_once_each():
+    pred = [["B-LOC", "E-LOC", "O", "B-LOC"], ["O", "I-PER", "O", "E-PER"], ["S-LOC", "O"]]
+    assert invalid_sentences(pred, "BIOES") == 2
+    assert score([["O"] * 4, ["O"] * 4, ["O"] * 2], pred, "BIOES")["invalid_sentences"] == 2
+    assert invalid_sentences([["B-LOC", "O", "I-LOC"]], "BIO") == 1
 
 
 def random_tags(rng, scheme, n):

@@ -11,6 +11,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
+from ner_core.config import TrainConfig
 from ner_core.errors import NonFiniteLossError
 from ner_core.saving import load_model
 from ner_core.synthetic import make_corpus
@@ -339,3 +340,13 @@ def test_a_study_and_best_run_without_bfloat16_and_take_over_bfloat16_trials(wor
     assert "float32 LSTM" in captured.out
     report = json.loads((workdir / "results" / "bilstm-crf" / "best.json").read_text())
     assert report["runtime"]["precision"] == "float32"
+
+
+def test_on_a_gpu_the_default_space_covers_the_notebooks_configuration():
+    cpu, gpu = space.SearchSpace.default(cuda=False), space.SearchSpace.default(cuda=True)
+    assert cpu.outside(TrainConfig()) == ["hidden_size", "num_layers"]  # sized for 2 cores
+    assert gpu.outside(TrainConfig()) == []  # so --baseline fits it
+    assert gpu.ranges["hidden_size"] == (64, 128, 256, 512) and gpu.ranges["num_layers"] == (1, 3)
+    assert gpu.ranges["batch_size"] == cpu.ranges["batch_size"] == (16, 32, 64, 128)
+    args = study_run.build_parser().parse_args(["--hidden-sizes", "8"])
+    assert space.space_from_args(args, cuda=True).ranges["hidden_size"] == (8,)  # given ranges win

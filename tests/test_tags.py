@@ -1,6 +1,17 @@
+import itertools
+
 import pytest
 
-from ner_core.tags import Span, TagSet, detect_scheme, invalid_transitions, parse_tag, spans
+from ner_core.tags import (
+    Span,
+    TagSet,
+    allowed_move,
+    allowed_transitions,
+    detect_scheme,
+    invalid_transitions,
+    parse_tag,
+    spans,
+)
 
 
 def test_parse_tag_accepts_the_five_forms_and_rejects_others():
@@ -42,3 +53,35 @@ def test_tagset_order_and_types():
     assert tagset.scheme == "BIOES"
     assert tagset.tags == ("O", "B-LOC", "I-LOC", "E-LOC", "B-PER", "E-PER", "S-PER")
     assert tagset.types == ["LOC", "PER"]
+
+
+def test_allowed_moves_by_scheme():
+    assert allowed_move("B-PER", "I-PER", "BIO") and allowed_move("I-PER", "E-PER", "BIOES")
+    assert not allowed_move("O", "I-PER", "BIO") and not allowed_move("B-PER", "I-LOC", "BIO")
+    assert allowed_move("B-PER", "O", "BIO") and not allowed_move("B-PER", "O", "BIOES")
+    assert not allowed_move("I-PER", "S-PER", "BIOES") and allowed_move("E-PER", "B-LOC", "BIOES")
+
+
+@pytest.mark.parametrize(
+    "tagset",
+    [
+        TagSet("BIO", ("O", "B-A", "I-A", "B-B", "I-B")),
+        TagSet("BIOES", ("O", "B-A", "I-A", "E-A", "S-A", "B-B", "E-B")),
+    ],
+    ids=["BIO", "BIOES"],
+)
+def test_allowed_transitions_accept_exactly_the_valid_sequences(tagset):
+    allowed = allowed_transitions(tagset)
+    for length in range(1, 5):
+        for path in itertools.product(range(len(tagset)), repeat=length):
+            moves = [allowed.start[path[0]], allowed.end[path[-1]]]
+            moves += [allowed.transitions[a][b] for a, b in zip(path, path[1:])]
+            assert all(moves) == (invalid_transitions([tagset.tags[i] for i in path], tagset.scheme) == 0)
+
+
+def test_allowed_start_and_end_tags():
+    bioes = allowed_transitions(TagSet("BIOES", ("O", "B-A", "I-A", "E-A", "S-A")))
+    assert bioes.start == (True, True, False, False, True)
+    assert bioes.end == (True, False, False, True, True)
+    bio = allowed_transitions(TagSet("BIO", ("O", "B-A", "I-A")))
+    assert bio.start == (True, True, False) and bio.end == (True, True, True)

@@ -173,3 +173,45 @@ def test_predict_cli_rejects_a_folder_that_is_not_a_model(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"error: {tmp_path}: not a saved model (missing model.pt")
     assert "Traceback" not in proc.stderr
+
+
+def test_the_gpu_paths_compute_what_the_cpu_paths_compute(corpus_dir, tiny_config):
+    """The packed LSTM and the CRF's trees, run here on the CPU: same emissions, loss, gradients and tags
+    as the padded LSTM and the loops over time (what a GPU runs is tested where CI runs)."""
+    corpus = load_corpus(corpus_dir)
+    result = fit(tiny_config.replace(max_epochs=1, num_layers=2), corpus)
+    model = result.model.eval()  # no dropout: both ways see the same network
+    dev = EncodedSplit(corpus.dev, result.vocab, corpus.tagset)
+    batch = dev.batch(list(range(len(dev))))  # unsorted: every length padded to the longest
+    outputs = []
+    for gpu_paths in (False, True):
+        model.lstm.packed = model.crf.scan = gpu_paths
+        model.zero_grad()
+        loss = model.loss(batch.tokens, batch.tags, batch.mask, batch.lengths)
+        loss.backward()
+        with torch.no_grad():
+            emissions = model.emissions(batch.tokens, batch.mask, batch.lengths)[batch.mask]
+            tags = model.decode(batch.tokens, batch.mask, batch.lengths)
+        outputs.append((emissions, loss.detach(), [p.grad.clone() for p in model.parameters()], tags))
+    (e1, l1, g1, t1), (e2, l2, g2, t2) = outputs
+    assert torch.allclose(e1, e2, atol=1e-5) and torch.allclose(l1, l2, atol=1e-4)
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(g1, g2))
+    assert t1 == t2
+
+
+def test_embedding_dropout_acts_in_training_only(corpus_dir, tiny_config):
+    corpus = load_corpus(corpus_dir)
+    result = fit(tiny_config.replace(max_epochs=1, embed_dropout=0.5, dropout=0.0), corpus)
+    batch = EncodedSplit(corpus.dev, result.vocab, result.tagset).batch(list(range(8)))
+    model = result.model
+
+    def twice():
+        with torch.no_grad():
+            return [model.emissions(batch.tokens, batch.mask, batch.lengths) for _ in range(2)]
+
+    model.train()
+    first, second = twice()
+    assert not torch.equal(first, second)  # the only dropout left is on the embeddings
+    model.eval()
+    first, second = twice()
+    assert torch.equal(first, second)
