@@ -49,6 +49,13 @@ class TrainConfig:
     max_epochs: int = field(default=30, metadata={"help": "epochs at most; also the cosine schedule's length"})
     patience: int = field(default=10, metadata={"help": "stop after this many epochs without a better dev score"})
     clip_norm: float = field(default=5.0, metadata={"help": "gradient norm clipping threshold"})
+    ema: float = field(
+        default=0.0,
+        metadata={
+            "help": "judge and keep an exponential moving average of the weights, with this decay per step "
+            "(0: off, the weights as trained; 0.99 averages about the last 100 steps)"
+        },
+    )
     objective: str = field(
         default="token-macro-f1",
         metadata={"help": "dev score that picks the best epoch: token-macro-f1 or entity-f1"},
@@ -64,7 +71,7 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise UserError(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")
-        for name in ("dropout", "embed_dropout"):
+        for name in ("dropout", "embed_dropout", "ema"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise UserError(f"--{_flag(name)} must be in [0, 1), got {getattr(self, name)}")
         if not self.lr > 0:

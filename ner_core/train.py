@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from .config import TrainConfig, add_config_arguments, config_from_args
@@ -172,8 +173,10 @@ def train_epoch(
     device: str,
     epoch: int,
     progress: bool,
+    averaged: AveragedModel | None = None,
 ) -> tuple[float, int, int]:
-    """Step the optimizer once per batch: (mean loss, real tokens, real + padded positions).
+    """Step the optimizer once per batch (and the weights' average, if any): (mean loss, real
+    tokens, real + padded positions).
 
     Losses stay on the device until the end of the pass: a ``.item()`` per batch would make a
     GPU wait for every step. A NaN or infinite loss raises NonFiniteLossError naming its batch.
@@ -191,6 +194,8 @@ def train_epoch(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
         optimizer.step()
+        if averaged is not None:
+            averaged.update_parameters(model)
         losses.append(loss.detach())
     stacked = torch.stack(losses).float().cpu()  # shape: [batches]
     finite = torch.isfinite(stacked)
@@ -241,6 +246,9 @@ def fit(
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.max_epochs)
     order = torch.Generator().manual_seed(config.seed)
+    # With --ema, the average of the weights is what dev judges and what is kept.
+    averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema)) if config.ema else None
+    judged = averaged.module if averaged is not None else model
 
     history: list[EpochResult] = []
     best_state: dict[str, torch.Tensor] = {}
@@ -250,11 +258,11 @@ def fit(
         start = time.perf_counter()
         groups = train_set.bucketed(config.batch_size, order)
         loss, tokens, positions = train_epoch(
-            model, optimizer, train_set, groups, config, runtime.device, epoch, progress
+            model, optimizer, train_set, groups, config, runtime.device, epoch, progress, averaged
         )
         scheduler.step()
         train_seconds = time.perf_counter() - start
-        dev = evaluate(model, dev_set, corpus.dev, corpus.tagset)
+        dev = evaluate(judged, dev_set, corpus.dev, corpus.tagset)
         value = float(dev[OBJECTIVE_KEYS[config.objective]])
         is_best = not history or value > best_epoch(history).objective
         history.append(
@@ -271,7 +279,7 @@ def fit(
             )
         )
         if is_best:
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = copy.deepcopy(judged.state_dict())
         if log:
             log(format_epoch(history[-1], config))
         if on_epoch is not None and on_epoch(history[-1]):

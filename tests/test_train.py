@@ -215,3 +215,13 @@ def test_embedding_dropout_acts_in_training_only(corpus_dir, tiny_config):
     model.eval()
     first, second = twice()
     assert torch.equal(first, second)
+
+
+def test_the_weights_average_is_what_dev_judges_and_what_is_kept(corpus_dir, tiny_config):
+    corpus = load_corpus(corpus_dir)
+    config = tiny_config.replace(max_epochs=4, patience=4)
+    plain, averaged = fit(config, corpus), fit(config.replace(ema=0.9), corpus)
+    assert [h.loss for h in plain.history] == [h.loss for h in averaged.history]  # training itself is the same
+    assert [h.objective for h in plain.history] != [h.objective for h in averaged.history]  # judged: the average
+    dev = EncodedSplit(corpus.dev, averaged.vocab, averaged.tagset)
+    assert evaluate(averaged.model, dev, corpus.dev, averaged.tagset) == averaged.best_dev  # kept: the average
