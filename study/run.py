@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--startup-trials",
         type=int,
-        help=f"median pruner: finished trials before pruning starts (default {DEFAULTS.startup_trials})",
+        help="trials the search learns from before it acts: TPE's random start-up draws, and the finished "
+        f"trials before median pruning starts (default {DEFAULTS.startup_trials})",
     )
     run.add_argument(
         "--warmup-epochs",
@@ -123,8 +124,8 @@ def check_args(args: argparse.Namespace) -> None:
     if args.timeout is not None and args.timeout <= 0:
         raise UserError(f"--timeout must be positive, got {args.timeout}")
     pruner = args.pruner or DEFAULTS.pruner
-    if args.startup_trials is not None and pruner != "median":
-        raise UserError(f"--startup-trials applies to --pruner median only, not {pruner}")
+    if args.startup_trials is not None and pruner != "median" and (args.sampler or DEFAULTS.sampler) != "tpe":
+        raise UserError("--startup-trials applies to --sampler tpe and --pruner median only")
     if args.warmup_epochs is not None and pruner == "none":
         raise UserError("--warmup-epochs applies to --pruner median and hyperband only")
 

@@ -7,12 +7,12 @@ import optuna
 from .gate import GatedTPESampler, TrialGate
 from .stored import StudySettings
 
-# Multivariate TPE with the constant liar (workers in parallel draw apart), behind the gate;
-# random search is TPE that never leaves its random start-up draws.
+# Multivariate TPE with the constant liar (workers in parallel draw apart), behind the gate, after
+# --startup-trials random draws; random search is TPE that never leaves its random start-up draws.
 TPE = {"multivariate": True, "constant_liar": True}
 SAMPLERS = {
-    "tpe": lambda gate, seed: GatedTPESampler(gate, seed=seed, **TPE),
-    "random": lambda gate, seed: GatedTPESampler(gate, seed=seed, n_startup_trials=1 << 30, **TPE),
+    "tpe": lambda s, gate, seed: GatedTPESampler(gate, seed=seed, n_startup_trials=s.startup_trials, **TPE),
+    "random": lambda s, gate, seed: GatedTPESampler(gate, seed=seed, n_startup_trials=1 << 30, **TPE),
 }
 # median: stop a trial below the median of earlier trials at the same epoch, after the warm-up;
 # hyperband: successive halving over epochs, from the warm-up to max_epochs; none: never prune.
@@ -24,7 +24,7 @@ PRUNERS = {
 
 
 def make_sampler(settings: StudySettings, gate: TrialGate, seed: int) -> GatedTPESampler:
-    return SAMPLERS[settings.sampler](gate, seed)
+    return SAMPLERS[settings.sampler](settings, gate, seed)
 
 
 def make_pruner(settings: StudySettings) -> optuna.pruners.BasePruner:

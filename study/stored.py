@@ -44,8 +44,9 @@ class StudySettings:
     metric: str = "token-macro-f1"
     sampler: str = "tpe"
     pruner: str = "median"
-    # Median pruning: only after 5 trials have finished (a median of fewer is noise), and a trial is
-    # first judged after its 3rd epoch (first epochs are noisy; see README "The search").
+    # TPE draws its first 5 trials at random, and median pruning waits for 5 finished trials (a
+    # median of fewer is noise); a trial is first judged after its 3rd epoch (first epochs are
+    # noisy; see README "The search").
     startup_trials: int = 5
     warmup_epochs: int = 3
 
