@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -24,3 +27,8 @@ def tiny_config():
 needs_bfloat16 = pytest.mark.skipif(
     not cpu_bfloat16(), reason="needs a CPU with bfloat16 hardware (AVX512-BF16 or AMX); this one has neither"
 )
+
+
+def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m ARGS...`` as a user would run it, its output captured as text."""
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, **kwargs)

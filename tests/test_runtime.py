@@ -5,8 +5,6 @@ it present. The float32-only path therefore runs in CI whatever CPU CI has.
 """
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -14,6 +12,8 @@ import torch
 from ner_core import runtime
 from ner_core.errors import UserError
 from ner_core.runtime import Runtime, decide_runtime, fallback
+
+from .conftest import run
 
 NO_BF16 = "--precision bfloat16 needs a CPU with AVX512-BF16 or AMX; this one has neither (use float32 or auto)"
 
@@ -71,10 +71,6 @@ def test_a_bfloat16_record_runs_in_float32_where_the_hardware_lacks_it(without_b
 
 def test_a_bfloat16_record_keeps_bfloat16_where_the_hardware_has_it(with_bfloat16):
     assert fallback("bfloat16", Runtime("cpu", 1, "float32"), "it ran") == (Runtime("cpu", 1, "bfloat16"), None)
-
-
-def run(*args, env=None, **kwargs):
-    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, env=env, **kwargs)
 
 
 def test_cli_asked_for_bfloat16_without_the_hardware_stops_with_one_line(corpus_dir, monkeypatch):

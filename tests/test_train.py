@@ -1,7 +1,5 @@
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -13,7 +11,7 @@ from ner_core.model import BiLSTMCRF
 from ner_core.runtime import Runtime
 from ner_core.train import evaluate, fit, predict_ids
 
-from .conftest import needs_bfloat16
+from .conftest import needs_bfloat16, run
 
 
 def test_model_learns_a_synthetic_task(corpus_dir, tiny_config):
@@ -122,10 +120,6 @@ def test_pretrained_dimension_mismatch_is_a_user_error(tmp_path):
     path.write_text("張 0.1 0.2\n洛 0.1 0.2 0.3\n", encoding="utf-8")
     with pytest.raises(UserError, match=r"vec\.txt:1: vector has 2 values but --embed-dim is 3"):
         read_word2vec(path, 3)
-
-
-def run(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, **kwargs)
 
 
 def test_train_cli_then_predict_round_trip(corpus_dir, tmp_path):
