@@ -25,8 +25,9 @@ from .space import SearchSpace
 DEFAULT_STUDY = "bilstm-crf"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # What a study holds fixed unless told otherwise: the notebook's settings but a shorter schedule
-# (20 epochs, patience 5), since the study pays for every epoch fifty times.
-STUDY_BASE = TrainConfig(max_epochs=20, patience=5)
+# (20 epochs, patience 5), since the study pays for every epoch fifty times, and dropout on the
+# embeddings (0.4: +0.03 dev token macro-F1 over none at the best trial's shape, 3 seeds; README).
+STUDY_BASE = TrainConfig(max_epochs=20, patience=5, embed_dropout=0.4)
 
 
 def results_dir(study_name: str) -> Path:
