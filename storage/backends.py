@@ -32,7 +32,8 @@ from optuna.storages.journal import JournalFileBackend
 
 from ner_core.errors import UserError
 
-DEFAULT_URL = "sqlite:///results/study.db"
+from .urls import DEFAULT_URL, describe
+
 SQLITE_BUSY_TIMEOUT_S = 60
 SCHEMA_ATTEMPTS = 5  # opening a new database: tries while other workers create the same tables
 SCHEMES = ("sqlite", "postgresql", "journal")
@@ -91,15 +92,6 @@ def _env_seconds(environ: Mapping[str, str], name: str, default: int, minimum: i
     if value < minimum:
         raise StorageError(f"{name} must be a whole number >= {minimum}, got {text!r}")
     return value
-
-
-def describe(url: str | None) -> str:
-    """The URL with any password hidden, for messages."""
-    url = url or DEFAULT_URL
-    parts = urlsplit(url)
-    if parts.password:
-        url = url.replace(f":{parts.password}@", ":***@")
-    return url
 
 
 def open_storage(url: str | None = None, heartbeat: Heartbeat | bool = True) -> optuna.storages.BaseStorage:
