@@ -10,6 +10,7 @@ import argparse
 import json
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,11 @@ def trial_runtime(args: argparse.Namespace, study: optuna.Study, trial: FrozenTr
     # older studies kept the precision in their configuration
     ran = trial.user_attrs.get("precision") or study.user_attrs.get("base_config", {}).get("precision")
     return fallback(ran, runtime, f"trial {trial.number} ran")
+
+
+def epoch_lines(seed: int) -> Callable[[str], None]:
+    """Prints each epoch's line of the retraining under ``seed`` (above any progress bar)."""
+    return lambda line: tqdm.write(f"seed {seed}  {line}")
 
 
 def mean_std(values: list[float]) -> dict[str, float]:
@@ -109,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3, help="retrainings with seeds seed, seed+1, ... (default 3)")
     parser.add_argument("--test", action="store_true", help="score each retrained model on the test split once")
     parser.add_argument("--out", help="output folder (default results/<study>)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bars or epoch lines (bars show in a terminal only)"
+    )
     add_runtime_arguments(
         parser, threads_help="torch threads (default: as many as the trial used, so that its seed reproduces it)"
     )
@@ -129,8 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"retraining on {runtime}")
         seeds = [config.seed + i for i in range(args.seeds)]
         runs, best = [], None
-        for seed in tqdm(seeds, desc="retraining", unit="seed", disable=args.quiet):
-            result = fit(config.replace(seed=seed), corpus, runtime=runtime, progress=not args.quiet)
+        # disable=None: bars in a terminal only; a log file gets the plain lines
+        for seed in tqdm(seeds, desc="retraining", unit="seed", disable=True if args.quiet else None):
+            log = None if args.quiet else epoch_lines(seed)
+            result = fit(config.replace(seed=seed), corpus, runtime=runtime, progress=not args.quiet, log=log)
             test = None
             if args.test:
                 assert corpus.test is not None

@@ -25,12 +25,17 @@ def run_trials(
 ) -> None:
     """Run trials in this process until the study holds ``gate.target`` finished ones (or ``timeout``).
 
-    ``bar``: a progress bar over the study's finished trials; ``lines``: a line per finished trial.
+    ``bar``: a progress bar over the study's finished trials (in a terminal only); ``lines``: a line
+    per finished trial.
     """
     if finished(study) >= gate.target:
         return
     progress = tqdm(
-        total=gate.target, initial=finished(study), desc=f"study {study.study_name}", unit="trial", disable=not bar
+        total=gate.target,
+        initial=finished(study),
+        desc=f"study {study.study_name}",
+        unit="trial",
+        disable=None if bar else True,  # None: no bar where stderr is not a terminal (a log file)
     )
 
     def show(study: optuna.Study, trial: FrozenTrial) -> None:

@@ -19,7 +19,10 @@ def run_workers(
     study: optuna.Study, argv: list[str], workers: int, threads: int, seed: int, target: int, logs: Path, bar: bool
 ) -> None:
     """Start ``workers`` copies of this ``study.run`` command (each its own seed, ``threads`` torch
-    threads and log file ``logs/worker-K.log``), show their common progress, and wait for them."""
+    threads and log file ``logs/worker-K.log``), show their common progress, and wait for them.
+
+    A progress bar in a terminal (``bar``), a line per newly finished trial elsewhere (a log file).
+    """
     logs.mkdir(parents=True, exist_ok=True)
     children = []
     for k in range(workers):
@@ -29,12 +32,20 @@ def run_workers(
         children.append((subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), log))
     print(f"{workers} workers, {threads} torch thread(s) each; their logs: {logs}/worker-*.log")
     progress = tqdm(
-        total=target, initial=finished(study), desc=f"study {study.study_name}", unit="trial", disable=not bar
+        total=target,
+        initial=finished(study),
+        desc=f"study {study.study_name}",
+        unit="trial",
+        disable=None if bar else True,  # None: no bar where stderr is not a terminal
     )
+    lines = bar and progress.disable
     try:
         while any(p.poll() is None for p, _ in children):
             time.sleep(1.0)
-            progress.n = min(finished(study), target)
+            done = min(finished(study), target)
+            if lines and done != progress.n:
+                print(f"study {study.study_name}: {done}/{target} trials finished", flush=True)
+            progress.n = done
             progress.refresh()
     finally:
         for process, log in children:
