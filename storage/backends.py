@@ -94,33 +94,40 @@ def _env_seconds(environ: Mapping[str, str], name: str, default: int, minimum: i
     return value
 
 
-def open_storage(url: str | None = None, heartbeat: Heartbeat | bool = True) -> optuna.storages.BaseStorage:
+def open_storage(
+    url: str | None = None, heartbeat: Heartbeat | bool = True, create: bool = True
+) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url`` (default: the embedded SQLite file results/study.db).
 
     ``heartbeat`` (SQLite and PostgreSQL only): True for ``Heartbeat.from_env()``, False for none.
+    ``create=False`` (for readers such as the dashboard): a SQLite or journal file that does not
+    exist is an error, not a new empty file.
     """
     url = url or DEFAULT_URL
     if heartbeat is True:
         heartbeat = Heartbeat.from_env()
     scheme = urlsplit(url).scheme.split("+")[0]
     if scheme == "sqlite":
-        return _rdb(_prepare_sqlite(url), {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}, heartbeat, url)
+        prepared = _prepare_sqlite(url, create)
+        return _rdb(prepared, {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}, heartbeat, url)
     if scheme in ("postgresql", "postgres"):
         return _rdb(_prepare_postgres(url), {"pool_pre_ping": True}, heartbeat, url)
     if scheme == "journal":
-        return _journal(url)
+        return _journal(url, create)
     raise StorageError(
         f"{describe(url)}: unknown storage scheme {scheme!r}; use one of "
         "sqlite:///PATH, postgresql://USER@HOST:PORT/DB, journal:///PATH"
     )
 
 
-def _prepare_sqlite(url: str) -> str:
+def _prepare_sqlite(url: str, create: bool = True) -> str:
     if not url.startswith("sqlite:///"):
         raise StorageError(f"{url}: a SQLite URL is sqlite:///relative/path.db or sqlite:////absolute/path.db")
     path = Path(url[len("sqlite:///") :])
     if str(path) in ("", ":memory:"):
         return url
+    if not create and not path.is_file():
+        raise StorageError(f"{url}: no such database file ({path}); python -m study.run creates it")
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -204,10 +211,12 @@ def _connection_message(url: str, err: Exception) -> str:
     return f"{describe(url)}: cannot open storage: {first}"
 
 
-def _journal(url: str) -> JournalStorage:
+def _journal(url: str, create: bool = True) -> JournalStorage:
     path = Path(url[len("journal:///") :]) if url.startswith("journal:///") else None
     if path is None or not str(path):
         raise StorageError(f"{url}: a journal URL is journal:///relative/path.log or journal:////absolute/path.log")
+    if not create and not path.is_file():
+        raise StorageError(f"{url}: no such journal file ({path}); python -m study.run creates it")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import sys
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from ner_core.metrics import format_per_type
 from ner_core.runtime import Runtime, add_runtime_arguments, decide_runtime, fallback
 from ner_core.saving import save_model
 from ner_core.train import evaluate, fit, result_metrics
-from storage import DEFAULT_URL, open_storage
+from storage import DEFAULT_URL, ENV_STORAGE, choose_storage, open_storage
 
 from .space import config_for
 from .stored import DEFAULT_STUDY, load_study, results_dir, study_settings
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         epilog="Example: python -m study.best --test   (then: python -m ner_core.predict results/bilstm-crf/model)",
     )
     parser.add_argument("--study-name", default=DEFAULT_STUDY, help=f"study to read (default {DEFAULT_STUDY})")
-    parser.add_argument("--storage", help=f"storage URL (default {DEFAULT_URL})")
+    parser.add_argument("--storage", help=f"storage URL (default: ${ENV_STORAGE}, else {DEFAULT_URL})")
     parser.add_argument("--data-dir", help="corpus folder (default: the one the study was run on)")
     parser.add_argument("--seeds", type=int, default=3, help="retrainings with seeds seed, seed+1, ... (default 3)")
     parser.add_argument("--test", action="store_true", help="score each retrained model on the test split once")
@@ -123,10 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    where = choose_storage(args.storage)
+    if note := where.password_note():
+        print(note, file=sys.stderr)
     try:
         if args.seeds < 1:
             raise UserError(f"--seeds must be at least 1, got {args.seeds}")
-        study = load_study(open_storage(args.storage), args.study_name, args.storage)
+        study = load_study(open_storage(where.url), args.study_name, where.url)
         trial, config = best_config(study)
         corpus = load_corpus(args.data_dir or study.user_attrs.get("data_dir"), with_test=args.test)
         out = Path(args.out) if args.out else results_dir(args.study_name)
@@ -194,8 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwrote {out}/best.json, {out}/report.md; model (best dev of the seeds) in {model_dir}")
     print(f"next: echo '太祖遣使至洛陽' | python -m ner_core.predict {model_dir}")
     if not args.test:
-        name = "" if args.study_name == DEFAULT_STUDY else f" --study-name {args.study_name}"
-        print(f"      python -m study.best --test{name}   (scores the test split once)")
+        name = [] if args.study_name == DEFAULT_STUDY else ["--study-name", args.study_name]
+        command = shlex.join(["python", "-m", "study.best", "--test", *name, *where.command_args()])
+        print(f"      {command}   # scores the test split once")
     return 0
 
 

@@ -22,7 +22,7 @@ from ner_core.config import TrainConfig, add_config_arguments, config_from_args
 from ner_core.data import load_corpus, resolve_data_dir
 from ner_core.errors import UserError
 from ner_core.runtime import Runtime, add_runtime_arguments, decide_runtime, fallback
-from storage import DEFAULT_URL, describe, open_storage
+from storage import DEFAULT_URL, ENV_STORAGE, choose_storage, open_storage
 
 from .gate import TrialGate
 from .loop import run_trials
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Examples:\n  python -m study.run --trials 50 --workers 2\n  python -m study.run --trials 8 "
         "--max-epochs 4 --hidden-sizes 32 64 --layers-range 1 1   (a quick look)\n"
         "  python -m study.run --search lr hidden_size num_layers dropout batch_size embed_dim   (also embeddings)\n"
-        "  optuna-dashboard sqlite:///results/study.db   (watch it live)",
+        "  python -m study.dashboard   (watch it live at http://127.0.0.1:8080)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run = parser.add_argument_group("the study")
@@ -61,7 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
     run.add_argument("--study-name", default=DEFAULT_STUDY, help=f"study to create or resume (default {DEFAULT_STUDY})")
-    run.add_argument("--storage", help=f"storage URL (default {DEFAULT_URL}; postgresql://... for many machines)")
+    run.add_argument(
+        "--storage",
+        help=f"storage URL (default: ${ENV_STORAGE}, else {DEFAULT_URL}; postgresql://... for many machines; "
+        "a password is better given in PGPASSWORD, ~/.pgpass or $" + ENV_STORAGE + ")",
+    )
     run.add_argument(
         "--data-dir", help="corpus folder (default: $NER_DATA_DIR, else the study's own, else data/chisiec)"
     )
@@ -225,29 +229,49 @@ def precision_note(study: optuna.Study, runtime: Runtime, args: argparse.Namespa
     return fallback("bfloat16", runtime, "earlier trials ran")[1] if "bfloat16" in ran else None
 
 
+def without_storage(argv: list[str]) -> list[str]:
+    """``argv`` less --storage and its value (also as --storage=URL, or abbreviated as argparse allows):
+    a worker gets the URL through its environment, where other users cannot read it (ps shows argv)."""
+    out, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+            continue
+        name = token.split("=", 1)[0]
+        if len(name) >= len("--sto") and "--storage".startswith(name):
+            skip = "=" not in token
+            continue
+        out.append(token)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line per trial replaces Optuna's log
     started = time.perf_counter()
+    where = choose_storage(args.storage)
+    if note := where.password_note():
+        print(note, file=sys.stderr)
     try:
         check_args(args)
         threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
         runtime = decide_runtime(args.device, threads, args.precision)
-        storage = open_storage(args.storage)
+        storage = open_storage(where.url)
         study, settings = open_study(args, storage)
         if note := precision_note(study, runtime, args):
             print(note, file=sys.stderr)
         if args.workers > 1:
             run_workers(
                 study,
-                argv,
+                without_storage(argv),
                 args.workers,
                 threads,
                 args.seed,
                 args.trials,
                 results_dir(args.study_name),
                 bar=not args.quiet,
+                env={ENV_STORAGE: where.url},
             )
         else:
             objective = Objective(
@@ -265,11 +289,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print(
-            f"\ninterrupted: finished trials are kept in {describe(args.storage)}; run the same command to resume",
+            f"\ninterrupted: finished trials are kept in {where}; run the same command to resume",
             file=sys.stderr,
         )
         return 130
-    print(summary(study, args.storage, time.perf_counter() - started))
+    print(summary(study, where, time.perf_counter() - started))
     return 0
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import optuna
@@ -16,11 +18,20 @@ from .loop import finished
 
 
 def run_workers(
-    study: optuna.Study, argv: list[str], workers: int, threads: int, seed: int, target: int, logs: Path, bar: bool
+    study: optuna.Study,
+    argv: list[str],
+    workers: int,
+    threads: int,
+    seed: int,
+    target: int,
+    logs: Path,
+    bar: bool,
+    env: Mapping[str, str],
 ) -> None:
     """Start ``workers`` copies of this ``study.run`` command (each its own seed, ``threads`` torch
     threads and log file ``logs/worker-K.log``), show their common progress, and wait for them.
 
+    ``env`` is added to their environment: what must not show in their command lines (the storage URL).
     A progress bar in a terminal (``bar``), a line per newly finished trial elsewhere (a log file).
     """
     logs.mkdir(parents=True, exist_ok=True)
@@ -29,7 +40,8 @@ def run_workers(
         log = (logs / f"worker-{k}.log").open("w")
         command = [sys.executable, "-m", "study.run", *argv, "--workers", "1", "--threads", str(threads)]
         command += ["--no-report", "--child", "--seed", str(seed + 1000 * k)]
-        children.append((subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), log))
+        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env})
+        children.append((child, log))
     print(f"{workers} workers, {threads} torch thread(s) each; their logs: {logs}/worker-*.log")
     progress = tqdm(
         total=target,

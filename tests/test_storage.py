@@ -3,8 +3,8 @@
 Every study is tiny (a synthetic corpus of 60 training sentences, one LSTM layer of 8 or 16
 units), every worker is a separate ``python -m study.run`` started in tmp_path (its results/ lands
 there). PostgreSQL tests use the server at 127.0.0.1:5432 (user postgres, trust auth; ``.ci/run``
-starts it): each creates a database of its own and drops it afterwards, and all of them skip with
-the reason when the server cannot be reached. ``pytest -s`` shows the measured recovery times.
+starts it): each creates a database of its own and drops it afterwards (``pg_url`` in conftest),
+and all of them skip with the reason when the server cannot be reached. ``pytest -s`` shows the measured recovery times.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,8 +32,6 @@ from ner_core.synthetic import make_corpus
 from storage import Heartbeat, StorageError, open_storage
 from study.gate import GatedTPESampler, NoRoom, TrialGate
 
-PG_WHERE = "127.0.0.1:5432"
-PG_ADMIN_URL = f"postgresql://postgres@{PG_WHERE}/test"
 STUDY = "bilstm-crf"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # About half a second a trial on a free core: two epochs of a tiny model.
@@ -176,32 +173,6 @@ def get_json(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=10) as response:
         assert response.status == 200
         return json.loads(response.read())
-
-
-def _pg_admin():
-    """An autocommit connection to the server's 'test' database, or skip with the reason."""
-    try:
-        import psycopg
-    except ImportError:
-        pytest.skip(f"PostgreSQL not reachable at {PG_WHERE}: psycopg is not installed")
-    try:
-        return psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.Error as err:
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        pytest.skip(f"PostgreSQL not reachable at {PG_WHERE}: {reason}")
-
-
-@pytest.fixture
-def pg_url():
-    """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
-    name = f"ner_hpo_test_{uuid.uuid4().hex[:12]}"
-    with _pg_admin() as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@{PG_WHERE}/{name}"
-    finally:
-        with _pg_admin() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # also ends stray connections
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -1,10 +1,5 @@
 import json
-import socket
 import sqlite3
-import subprocess
-import sys
-import time
-import urllib.request
 
 import optuna
 import pytest
@@ -191,40 +186,6 @@ def test_best_names_the_studies_that_exist_and_needs_a_complete_trial(workdir, c
     assert "no study named 'nope'" in err and "(studies there: empty)" in err
     assert study_best.main(["--storage", storage, "--study-name", "empty"]) == 2
     assert "has no complete trial yet" in capsys.readouterr().err
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_dashboard_lists_the_study_and_its_trials(workdir):
-    assert study_run.main(study_args(workdir, "--trials", "2", "--no-report", "--study-name", "watched")) == 0
-    port = free_port()
-    dashboard = [sys.executable, "-c", "from optuna_dashboard._cli import main; main()"]
-    server = subprocess.Popen(
-        [*dashboard, f"sqlite:///{workdir / 'study.db'}", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        studies = None
-        for _ in range(100):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as response:
-                    studies = json.load(response)["study_summaries"]
-                break
-            except OSError:
-                time.sleep(0.2)
-        assert studies is not None, "optuna-dashboard did not answer"
-        (summary,) = [s for s in studies if s["study_name"] == "watched"]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{summary['study_id']}", timeout=5) as r:
-            detail = json.load(r)
-        assert len(detail["trials"]) == 2
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def test_resuming_without_data_dir_uses_the_studys_own_corpus(workdir, capsys):

@@ -3,6 +3,8 @@
 import pytest
 
 from storage import DEFAULT_URL, choose_storage, describe, has_password, without_password
+from study.run import build_parser, without_storage
+from study.summary import next_commands, storage_note
 
 SECRET = "s3cret%40pw"
 
@@ -43,3 +45,36 @@ def test_the_option_wins_then_the_environment_then_the_default():
     assert SECRET not in str(chosen) and SECRET not in repr(chosen)
     assert choose_storage(None, {"NER_HPO_STORAGE": " "}) == choose_storage(None, {})
     assert choose_storage(None, {}).url == DEFAULT_URL
+
+
+def test_printed_commands_work_in_the_same_shell_without_the_password():
+    """From the environment: no --storage (the shell has it). From the option: the URL without its
+    password, and a note on how to give it."""
+    from_env = choose_storage(None, {"NER_HPO_STORAGE": f"postgresql://postgres:{SECRET}@db/x"})
+    assert next_commands("bilstm-crf", from_env) == ["python -m study.best --test", "python -m study.dashboard"]
+    assert storage_note(from_env) is None and from_env.password_note() is None
+
+    given = choose_storage(f"postgresql://postgres:{SECRET}@db/x?sslmode=require")
+    best, dashboard = next_commands("pw", given)
+    assert best == "python -m study.best --test --study-name pw --storage 'postgresql://postgres@db/x?sslmode=require'"
+    assert dashboard == "python -m study.dashboard --storage 'postgresql://postgres@db/x?sslmode=require'"
+    for note in (storage_note(given), given.password_note()):
+        assert "PGPASSWORD" in note and "~/.pgpass" in note and "NER_HPO_STORAGE" in note and SECRET not in note
+
+    plain = choose_storage("sqlite:///results/other.db")
+    assert next_commands("bilstm-crf", plain)[1] == "python -m study.dashboard --storage sqlite:///results/other.db"
+    assert storage_note(plain) is None and plain.password_note() is None
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--trials", "4", "--storage", "URL", "--study-name", "x"],
+        ["--trials", "4", "--storage=URL", "--study-name", "x"],
+        ["--trials", "4", "--stor", "URL", "--study-name", "x"],  # argparse takes unique abbreviations
+        ["--trials", "4", "--study-name", "x"],
+    ],
+)
+def test_workers_get_the_command_line_without_the_storage(argv):
+    assert build_parser().parse_args(argv).storage in ("URL", None)  # each form is one study.run reads
+    assert without_storage(argv) == ["--trials", "4", "--study-name", "x"]
