@@ -6,8 +6,9 @@
 - ``journal:///path/to/study.log``: Optuna's journal file, for a shared folder without a server
 
 RDB storages get heartbeats: a trial whose worker died is marked FAIL after the grace period and
-queued again with the same parameters (RetryHeartbeatStaleTrialCallback), at most a few times.
-The timings come from the environment (see ``Heartbeat``).
+queued again with the same parameters (RetryHeartbeatStaleTrialCallback), at most a few times;
+a trial that never beat counts too (``stale.StaleTrialStorage``). The timings come from the
+environment (see ``Heartbeat``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from optuna.storages.journal import JournalFileBackend
 
 from ner_core.errors import UserError
 
+from .stale import StaleTrialStorage
 from .urls import DEFAULT_URL, describe
 
 SQLITE_BUSY_TIMEOUT_S = 60
@@ -185,7 +187,9 @@ def _rdb(url: str, engine_kwargs: dict[str, Any], heartbeat: Heartbeat | bool, g
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return RDBStorage(url, engine_kwargs=engine_kwargs, **beats)
+                # with heartbeats, a trial that never beat counts as a dead worker's too (see stale.py)
+                kind = StaleTrialStorage if beats else RDBStorage
+                return kind(url, engine_kwargs=engine_kwargs, **beats)
         except Exception as err:  # sqlalchemy raises many kinds; all mean "cannot open"
             if attempt + 1 < SCHEMA_ATTEMPTS and _lost_schema_race(err):
                 time.sleep(random.uniform(0.1, 0.5) * (attempt + 1))

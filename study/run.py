@@ -30,7 +30,15 @@ from .objective import Objective
 from .report import write_report
 from .search import PRUNERS, SAMPLERS, make_pruner, make_sampler
 from .space import PARAMS, SearchSpace, add_space_arguments, params_of, space_from_args
-from .stored import DEFAULT_STUDY, STUDY_BASE, StudySettings, recorded_settings, results_dir, trials_of
+from .stored import (
+    CREATED_MARK,
+    DEFAULT_STUDY,
+    STUDY_BASE,
+    StudySettings,
+    recorded_settings,
+    results_dir,
+    trials_of,
+)
 from .summary import summary
 from .workers import run_workers
 
@@ -209,8 +217,6 @@ def open_study(args: argparse.Namespace, storage: optuna.storages.BaseStorage) -
         load_if_exists=True,
     )
     if kept is None:
-        for key, value in settings.to_attrs().items():
-            study.set_user_attr(key, value)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([METRIC_NAMES[settings.metric]])  # the dashboard's name for the value
@@ -218,6 +224,12 @@ def open_study(args: argparse.Namespace, storage: optuna.storages.BaseStorage) -
             study.enqueue_trial(
                 params_of(TrainConfig(), settings.space), user_attrs={"baseline": "notebook"}, skip_if_exists=True
             )
+        # One write per attribute, base_config last: readers take a study as created once it has
+        # base_config (StudySettings.from_attrs), so a worker killed halfway through leaves a study
+        # the next worker completes, not one that every later worker fails to read.
+        attrs = settings.to_attrs()
+        for key in sorted(attrs, key=lambda k: k == CREATED_MARK):
+            study.set_user_attr(key, attrs[key])
     return study, settings
 
 

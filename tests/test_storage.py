@@ -31,6 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ner_core.synthetic import make_corpus
 from storage import Heartbeat, StorageError, open_storage
 from study.gate import GatedTPESampler, NoRoom, TrialGate
+from study.loop import run_trials
 
 STUDY = "bilstm-crf"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -321,6 +322,54 @@ def test_a_waiting_worker_takes_over_a_dead_workers_trial(tmp_path, monkeypatch,
     study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
     assert not gate.wait_for_room(study, deadline=None)
     assert states(storage) == {"COMPLETE": 2, "FAIL": 1, "WAITING": 1}
+
+
+def test_a_trial_that_never_beat_is_failed_and_retried(any_url, monkeypatch, quiet_optuna):
+    """A worker killed after creating its trial and before the trial's first heartbeat (found by
+    storage.crashbench): the trial is failed after the grace period and queued again, and the study
+    does not wait for it forever."""
+    monkeypatch.setenv("NER_HPO_HEARTBEAT_INTERVAL", "1")
+    monkeypatch.setenv("NER_HPO_GRACE_PERIOD", "2")
+    storage = open_storage(any_url)
+    gate = TrialGate(storage, STUDY, target=2)
+    study = optuna.create_study(
+        study_name=STUDY, storage=storage, sampler=GatedTPESampler(gate, seed=0), direction="maximize"
+    )
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
+    storage.create_new_trial(storage.get_study_id_from_name(STUDY))  # RUNNING, and its worker died at once
+    assert gate.wait_for_room(study, deadline=time.monotonic() + WAIT_S), states(storage)
+    assert states(storage) == {"COMPLETE": 1, "FAIL": 1, "WAITING": 1}
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
+    assert settled(storage) == {"COMPLETE": 2, "FAIL": 1}
+
+
+def test_a_worker_whose_trial_another_worker_failed_goes_on(tmp_path, monkeypatch, quiet_optuna, capsys):
+    """A worker stopped (Ctrl-Z, a suspended laptop) past the grace period: another worker has failed
+    its trial meanwhile, and Optuna's tell raises when it resumes. The worker goes on; an error of
+    the objective's own still stops it."""
+    monkeypatch.setenv("NER_HPO_HEARTBEAT_INTERVAL", "1")
+    monkeypatch.setenv("NER_HPO_GRACE_PERIOD", "2")
+    storage = open_storage(f"sqlite:///{tmp_path}/study.db")
+    gate = TrialGate(storage, STUDY, target=2)
+    study = optuna.create_study(
+        study_name=STUDY, storage=storage, sampler=GatedTPESampler(gate, seed=0), direction="maximize"
+    )
+
+    def objective(trial):
+        if trial.number == 0:  # what fail_stale_trials in another worker does while this one is stopped
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        return trial.suggest_float("x", 0, 1)
+
+    run_trials(study, objective, gate, timeout=None, bar=False, lines=False)
+    assert settled(storage) == {"COMPLETE": 2, "FAIL": 1}
+    assert "note: trial 0 was failed by another worker while it ran here" in capsys.readouterr().err
+
+    def broken(trial):
+        raise RuntimeError("a bug")
+
+    gate.target = 3
+    with pytest.raises(RuntimeError, match="a bug"):
+        run_trials(study, broken, gate, timeout=None, bar=False, lines=False)
 
 
 # --- URLs --------------------------------------------------------------------------------------

@@ -91,6 +91,27 @@ def test_study_prunes_resumes_without_overshoot_and_reports(workdir, capsys):
     )
 
 
+class Killed(BaseException):
+    """The process dies here (SIGKILL): nothing after it runs, no except clause sees it."""
+
+
+def test_a_study_whose_creator_died_writing_its_settings_is_completed_by_the_next_worker(workdir, monkeypatch):
+    set_user_attr = optuna.Study.set_user_attr
+
+    def first_then_die(self, key, value):
+        set_user_attr(self, key, value)
+        raise Killed
+
+    monkeypatch.setattr(optuna.Study, "set_user_attr", first_then_die)
+    with pytest.raises(Killed):
+        study_run.main(study_args(workdir, "--trials", "2", "--no-report"))
+    monkeypatch.setattr(optuna.Study, "set_user_attr", set_user_attr)
+    assert len(load(workdir).user_attrs) == 1  # a study with one of its settings
+    assert study_run.main(study_args(workdir, "--trials", "2", "--no-report")) == 0
+    study = load(workdir)
+    assert len(study.trials) == 2 and {"base_config", "space", "data_dir", "metric", "search"} <= set(study.user_attrs)
+
+
 def test_same_seed_same_parameters_and_values(workdir):
     for db in ("a.db", "b.db"):
         assert study_run.main(study_args(workdir, "--trials", "4", db=db)) == 0
