@@ -163,14 +163,19 @@ def _set_wal(path: Path) -> None:
             time.sleep(random.uniform(0.05, 0.2))
 
 
+def engine_url(url: str) -> str:
+    """The SQLAlchemy URL of a SQLite or PostgreSQL storage URL (psycopg 3 named as the driver)."""
+    scheme, rest = url.split("://", 1)
+    return "postgresql+psycopg://" + rest if scheme in ("postgresql", "postgres") else url
+
+
 def _prepare_postgres(url: str) -> str:
     if importlib.util.find_spec("psycopg") is None:
         raise StorageError(
             f"{describe(url)}: the PostgreSQL driver is missing; install it with "
             "pip install -e '.[postgres]' (psycopg 3)"
         )
-    scheme, rest = url.split("://", 1)
-    return "postgresql+psycopg://" + rest if scheme in ("postgresql", "postgres") else url
+    return engine_url(url)
 
 
 def _rdb(url: str, engine_kwargs: dict[str, Any], heartbeat: Heartbeat | bool, given: str) -> RDBStorage:
