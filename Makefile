@@ -5,10 +5,14 @@ PY := $(VENV)/bin/python
 DATA_DIR ?= data/chisiec
 # Use the local copy of CHisIEC when the checkout has one beside it (no download needed).
 MIRROR := $(if $(wildcard ../shared/chisiec/train.txt),--mirror ../shared/chisiec,)
-STORAGE ?= sqlite:///results/study.db
+# Where studies live: empty means NER_HPO_STORAGE if set, else sqlite:///results/study.db (see
+# README "Many workers, many machines"); a password is better kept in PGPASSWORD or ~/.pgpass.
+STORAGE ?=
+STORAGE_ARG := $(if $(STORAGE),--storage $(STORAGE),)
 TRIALS ?= 50
-# Worker processes for the study, each with cores/WORKERS torch threads (the README's timings used 2).
-WORKERS ?= 2
+# Worker processes for the study, each with cores/WORKERS torch threads: auto is one per CPU core
+# (2 here, as in the README's timings; at most 8), or 4 per GPU on a machine with NVIDIA GPUs.
+WORKERS ?= auto
 
 .PHONY: install test lint data train study demo best dashboard clean
 
@@ -38,19 +42,20 @@ train: install data
 
 # The product's main job: a 50-trial Bayesian search (resumes if interrupted).
 study: install data
-	$(PY) -m study.run --trials $(TRIALS) --workers $(WORKERS) --data-dir $(DATA_DIR) --storage $(STORAGE)
+	$(PY) -m study.run --trials $(TRIALS) --workers $(WORKERS) --data-dir $(DATA_DIR) $(STORAGE_ARG)
 
 # A quick look, about 30 s on 2 cores: small models, few epochs, its own study name.
 demo: install data
 	$(PY) -m study.run --study-name demo --trials 6 --max-epochs 3 --hidden-sizes 32 64 --layers-range 1 1 \
-		--batch-sizes 32 64 --startup-trials 3 --warmup-epochs 2 --data-dir $(DATA_DIR) --storage $(STORAGE)
+		--batch-sizes 32 64 --startup-trials 3 --warmup-epochs 2 --data-dir $(DATA_DIR) $(STORAGE_ARG)
 
-# Retrain the best configuration under 3 seeds and score the test split once.
+# Retrain the best configurations under 3 seeds, choose one by mean dev, score the test split once.
 best: install data
-	$(PY) -m study.best --test --storage $(STORAGE)
+	$(PY) -m study.best --test --jobs 2 $(STORAGE_ARG)
 
+# Watch the studies live at http://127.0.0.1:8080 (SQLite, PostgreSQL or journal file alike).
 dashboard: install
-	$(VENV)/bin/optuna-dashboard $(STORAGE)
+	$(PY) -m study.dashboard $(STORAGE_ARG)
 
 clean:
 	rm -rf results/*/ results/*.db results/*.db-* .pytest_cache

@@ -184,7 +184,8 @@ def train_epoch(
     model.train()
     losses, tokens, positions = [], 0, 0
     desc = f"epoch {epoch}/{config.max_epochs}"
-    for group in tqdm(groups, desc=desc, leave=False, unit="batch", disable=not progress):
+    # disable=None: no bar where stderr is not a terminal, so that a log file gets plain lines only
+    for group in tqdm(groups, desc=desc, leave=False, unit="batch", disable=None if progress else True):
         batch = split.batch(group)
         tokens += batch.real_tokens
         positions += batch.tokens.numel()

@@ -1,5 +1,27 @@
 """storage: from a URL to an Optuna storage; the only package that knows database URLs."""
 
-from .backends import DEFAULT_URL, Heartbeat, StorageError, describe, open_storage
+from .backends import Heartbeat, StorageError, open_storage
+from .urls import (
+    DEFAULT_URL,
+    ENV_STORAGE,
+    HOW_TO_PASS,
+    StorageURL,
+    choose_storage,
+    describe,
+    has_password,
+    without_password,
+)
 
-__all__ = ["DEFAULT_URL", "Heartbeat", "StorageError", "describe", "open_storage"]
+__all__ = [
+    "DEFAULT_URL",
+    "ENV_STORAGE",
+    "HOW_TO_PASS",
+    "Heartbeat",
+    "StorageError",
+    "StorageURL",
+    "choose_storage",
+    "describe",
+    "has_password",
+    "open_storage",
+    "without_password",
+]

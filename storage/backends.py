@@ -6,8 +6,9 @@
 - ``journal:///path/to/study.log``: Optuna's journal file, for a shared folder without a server
 
 RDB storages get heartbeats: a trial whose worker died is marked FAIL after the grace period and
-queued again with the same parameters (RetryHeartbeatStaleTrialCallback), at most a few times.
-The timings come from the environment (see ``Heartbeat``).
+queued again with the same parameters (RetryHeartbeatStaleTrialCallback), at most a few times;
+a trial that never beat counts too (``stale.StaleTrialStorage``). The timings come from the
+environment (see ``Heartbeat``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from optuna.storages.journal import JournalFileBackend
 
 from ner_core.errors import UserError
 
-DEFAULT_URL = "sqlite:///results/study.db"
+from .stale import StaleTrialStorage
+from .urls import DEFAULT_URL, describe
+
 SQLITE_BUSY_TIMEOUT_S = 60
 SCHEMA_ATTEMPTS = 5  # opening a new database: tries while other workers create the same tables
 SCHEMES = ("sqlite", "postgresql", "journal")
@@ -93,42 +96,40 @@ def _env_seconds(environ: Mapping[str, str], name: str, default: int, minimum: i
     return value
 
 
-def describe(url: str | None) -> str:
-    """The URL with any password hidden, for messages."""
-    url = url or DEFAULT_URL
-    parts = urlsplit(url)
-    if parts.password:
-        url = url.replace(f":{parts.password}@", ":***@")
-    return url
-
-
-def open_storage(url: str | None = None, heartbeat: Heartbeat | bool = True) -> optuna.storages.BaseStorage:
+def open_storage(
+    url: str | None = None, heartbeat: Heartbeat | bool = True, create: bool = True
+) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url`` (default: the embedded SQLite file results/study.db).
 
     ``heartbeat`` (SQLite and PostgreSQL only): True for ``Heartbeat.from_env()``, False for none.
+    ``create=False`` (for readers such as the dashboard): a SQLite or journal file that does not
+    exist is an error, not a new empty file.
     """
     url = url or DEFAULT_URL
     if heartbeat is True:
         heartbeat = Heartbeat.from_env()
     scheme = urlsplit(url).scheme.split("+")[0]
     if scheme == "sqlite":
-        return _rdb(_prepare_sqlite(url), {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}, heartbeat, url)
+        prepared = _prepare_sqlite(url, create)
+        return _rdb(prepared, {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}, heartbeat, url)
     if scheme in ("postgresql", "postgres"):
         return _rdb(_prepare_postgres(url), {"pool_pre_ping": True}, heartbeat, url)
     if scheme == "journal":
-        return _journal(url)
+        return _journal(url, create)
     raise StorageError(
         f"{describe(url)}: unknown storage scheme {scheme!r}; use one of "
         "sqlite:///PATH, postgresql://USER@HOST:PORT/DB, journal:///PATH"
     )
 
 
-def _prepare_sqlite(url: str) -> str:
+def _prepare_sqlite(url: str, create: bool = True) -> str:
     if not url.startswith("sqlite:///"):
         raise StorageError(f"{url}: a SQLite URL is sqlite:///relative/path.db or sqlite:////absolute/path.db")
     path = Path(url[len("sqlite:///") :])
     if str(path) in ("", ":memory:"):
         return url
+    if not create and not path.is_file():
+        raise StorageError(f"{url}: no such database file ({path}); python -m study.run creates it")
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -162,14 +163,19 @@ def _set_wal(path: Path) -> None:
             time.sleep(random.uniform(0.05, 0.2))
 
 
+def engine_url(url: str) -> str:
+    """The SQLAlchemy URL of a SQLite or PostgreSQL storage URL (psycopg 3 named as the driver)."""
+    scheme, rest = url.split("://", 1)
+    return "postgresql+psycopg://" + rest if scheme in ("postgresql", "postgres") else url
+
+
 def _prepare_postgres(url: str) -> str:
     if importlib.util.find_spec("psycopg") is None:
         raise StorageError(
             f"{describe(url)}: the PostgreSQL driver is missing; install it with "
             "pip install -e '.[postgres]' (psycopg 3)"
         )
-    scheme, rest = url.split("://", 1)
-    return "postgresql+psycopg://" + rest if scheme in ("postgresql", "postgres") else url
+    return engine_url(url)
 
 
 def _rdb(url: str, engine_kwargs: dict[str, Any], heartbeat: Heartbeat | bool, given: str) -> RDBStorage:
@@ -186,7 +192,9 @@ def _rdb(url: str, engine_kwargs: dict[str, Any], heartbeat: Heartbeat | bool, g
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return RDBStorage(url, engine_kwargs=engine_kwargs, **beats)
+                # with heartbeats, a trial that never beat counts as a dead worker's too (see stale.py)
+                kind = StaleTrialStorage if beats else RDBStorage
+                return kind(url, engine_kwargs=engine_kwargs, **beats)
         except Exception as err:  # sqlalchemy raises many kinds; all mean "cannot open"
             if attempt + 1 < SCHEMA_ATTEMPTS and _lost_schema_race(err):
                 time.sleep(random.uniform(0.1, 0.5) * (attempt + 1))
@@ -212,10 +220,12 @@ def _connection_message(url: str, err: Exception) -> str:
     return f"{describe(url)}: cannot open storage: {first}"
 
 
-def _journal(url: str) -> JournalStorage:
+def _journal(url: str, create: bool = True) -> JournalStorage:
     path = Path(url[len("journal:///") :]) if url.startswith("journal:///") else None
     if path is None or not str(path):
         raise StorageError(f"{url}: a journal URL is journal:///relative/path.log or journal:////absolute/path.log")
+    if not create and not path.is_file():
+        raise StorageError(f"{url}: no such journal file ({path}); python -m study.run creates it")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))

@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import shlex
 import statistics
 import sys
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +33,7 @@ from ner_core.metrics import OBJECTIVE_KEYS, format_per_type
 from ner_core.runtime import Runtime, add_runtime_arguments, decide_runtime, fallback
 from ner_core.saving import copy_model, load_model, save_model
 from ner_core.train import evaluate, fit, result_metrics
-from storage import DEFAULT_URL, open_storage
+from storage import DEFAULT_URL, ENV_STORAGE, choose_storage, open_storage
 
 from .space import config_for
 from .stored import DEFAULT_STUDY, load_study, results_dir, study_settings
@@ -73,9 +75,16 @@ def trial_runtime(args: argparse.Namespace, study: optuna.Study, trial: FrozenTr
     return fallback(ran, runtime, f"trial {trial.number} ran")
 
 
-def retrain(config: TrainConfig, runtime: Runtime, corpus: Corpus, folder: Path, progress: bool) -> dict[str, Any]:
+def epoch_lines(trial: int, seed: int) -> Callable[[str], None]:
+    """Prints each epoch's line of one retraining (above any progress bar)."""
+    return lambda line: tqdm.write(f"trial {trial} seed {seed}  {line}")
+
+
+def retrain(
+    config: TrainConfig, runtime: Runtime, corpus: Corpus, folder: Path, log: Callable[[str], None] | None = None
+) -> dict[str, Any]:
     """Train one configuration under its seed on train (early stopping on dev), save it in ``folder``."""
-    result = fit(config, corpus, runtime=runtime, progress=progress)
+    result = fit(config, corpus, runtime=runtime, progress=log is not None, log=log)
     save_model(folder, result, result_metrics(result, corpus))
     return {"seed": config.seed, "best_epoch": result.best_epoch, "dev": result.best_dev, "folder": str(folder)}
 
@@ -87,7 +96,8 @@ def retrain_all(candidates: list[Candidate], seeds: int, corpus: Corpus, out: Pa
         for c in candidates
         for i in range(seeds)
     ]
-    bar = tqdm(total=len(tasks), desc="retraining", unit="run", disable=quiet)
+    # disable=None: a bar in a terminal only; a log file gets the plain lines
+    bar = tqdm(total=len(tasks), desc="retraining", unit="run", disable=True if quiet else None)
 
     def done(candidate: Candidate, run: dict[str, Any]) -> None:
         candidate.runs.append(run)
@@ -101,13 +111,12 @@ def retrain_all(candidates: list[Candidate], seeds: int, corpus: Corpus, out: Pa
     with bar:
         if jobs == 1:
             for c, config, folder in tasks:
-                done(c, retrain(config, c.runtime, corpus, folder, progress=not quiet))
+                log = None if quiet else epoch_lines(c.trial.number, config.seed)
+                done(c, retrain(config, c.runtime, corpus, folder, log))
             return
         # spawn: a forked child would inherit torch's thread pool in an unusable state
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [
-                (c, pool.submit(retrain, config, c.runtime, corpus, folder, False)) for c, config, folder in tasks
-            ]
+            futures = [(c, pool.submit(retrain, config, c.runtime, corpus, folder)) for c, config, folder in tasks]
             for c, future in futures:
                 done(c, future.result())
 
@@ -173,24 +182,29 @@ def main(argv: list[str] | None = None) -> int:
         epilog="Example: python -m study.best --test   (then: python -m ner_core.predict results/bilstm-crf/model)",
     )
     parser.add_argument("--study-name", default=DEFAULT_STUDY, help=f"study to read (default {DEFAULT_STUDY})")
-    parser.add_argument("--storage", help=f"storage URL (default {DEFAULT_URL})")
+    parser.add_argument("--storage", help=f"storage URL (default: ${ENV_STORAGE}, else {DEFAULT_URL})")
     parser.add_argument("--data-dir", help="corpus folder (default: the one the study was run on)")
     parser.add_argument("--top", type=int, default=1, help="retrain the best TOP trials and choose one (default 1)")
     parser.add_argument("--seeds", type=int, default=3, help="retrainings with seeds seed, seed+1, ... (default 3)")
     parser.add_argument("--jobs", type=int, default=1, help="retrainings at once (default 1; each with --threads)")
     parser.add_argument("--test", action="store_true", help="score each model of the chosen trial on test once")
     parser.add_argument("--out", help="output folder (default results/<study>)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bars or epoch lines (bars show in a terminal only)"
+    )
     add_runtime_arguments(
         parser, threads_help="torch threads (default: as many as the trial used, so that its seed reproduces it)"
     )
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    where = choose_storage(args.storage)
+    if note := where.password_note():
+        print(note, file=sys.stderr)
     try:
         for name in ("top", "seeds", "jobs"):
             if getattr(args, name) < 1:
                 raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
-        study = load_study(open_storage(args.storage), args.study_name, args.storage)
+        study = load_study(open_storage(where.url), args.study_name, where.url)
         base = study_settings(study).base
         candidates = []
         for trial in top_trials(study, args.top):
@@ -264,8 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwrote {out}/best.json, {out}/report.md; model (best dev of the seeds) in {model_dir}")
     print(f"next: echo '太祖遣使至洛陽' | python -m ner_core.predict {model_dir}")
     if not args.test:
-        name = "" if args.study_name == DEFAULT_STUDY else f" --study-name {args.study_name}"
-        print(f"      python -m study.best --test{name}   (scores the test split once)")
+        name = [] if args.study_name == DEFAULT_STUDY else ["--study-name", args.study_name]
+        command = shlex.join(["python", "-m", "study.best", "--test", *name, *where.command_args()])
+        print(f"      {command}   # scores the test split once")
     return 0
 
 

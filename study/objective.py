@@ -5,6 +5,9 @@ The same shape as Optuna's own PyTorch examples; ner_core itself knows nothing o
 
 from __future__ import annotations
 
+import os
+import socket
+
 import optuna
 import torch
 
@@ -36,6 +39,8 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         config = self.space.suggest(trial, self.base)
+        # which process runs it (host:pid): after a crash, whose trial it was
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr("parameters", count_parameters(BiLSTMCRF(config, self.vocab_size, len(self.corpus.tagset))))
         history: list[EpochResult] = []
 

@@ -14,7 +14,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ner_core.errors import UserError
-from storage import DEFAULT_URL, open_storage
+from storage import DEFAULT_URL, ENV_STORAGE, choose_storage, open_storage
 
 from .stored import DEFAULT_STUDY, load_study, results_dir
 
@@ -77,11 +77,14 @@ def main(argv: list[str] | None = None) -> int:
         description="Write a study's plotly figures and trials.csv under results/<study>/.",
     )
     parser.add_argument("--study-name", default=DEFAULT_STUDY, help=f"study (default {DEFAULT_STUDY})")
-    parser.add_argument("--storage", help=f"storage URL (default {DEFAULT_URL})")
+    parser.add_argument("--storage", help=f"storage URL (default: ${ENV_STORAGE}, else {DEFAULT_URL})")
     parser.add_argument("--out", help="folder (default results/<study>)")
     args = parser.parse_args(argv)
+    where = choose_storage(args.storage)
+    if note := where.password_note():
+        print(note, file=sys.stderr)
     try:
-        study = load_study(open_storage(args.storage), args.study_name, args.storage)
+        study = load_study(open_storage(where.url), args.study_name, where.url)
         out = Path(args.out) if args.out else results_dir(args.study_name)
         written = write_report(study, out)
     except UserError as err:

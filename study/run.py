@@ -22,7 +22,7 @@ from ner_core.config import TrainConfig, add_config_arguments, config_from_args
 from ner_core.data import load_corpus, resolve_data_dir
 from ner_core.errors import UserError
 from ner_core.runtime import Runtime, add_runtime_arguments, decide_runtime, fallback
-from storage import DEFAULT_URL, describe, open_storage
+from storage import DEFAULT_URL, ENV_STORAGE, choose_storage, open_storage
 
 from .gate import TrialGate
 from .loop import run_trials
@@ -30,9 +30,17 @@ from .objective import Objective
 from .report import write_report
 from .search import PRUNERS, SAMPLERS, make_pruner, make_sampler
 from .space import PARAMS, SearchSpace, add_space_arguments, params_of, space_from_args
-from .stored import DEFAULT_STUDY, STUDY_BASE, StudySettings, recorded_settings, results_dir, trials_of
+from .stored import (
+    CREATED_MARK,
+    DEFAULT_STUDY,
+    STUDY_BASE,
+    StudySettings,
+    recorded_settings,
+    results_dir,
+    trials_of,
+)
 from .summary import summary
-from .workers import run_workers
+from .workers import auto_workers, gpu_slots, run_workers
 
 METRIC_NAMES = {"token-macro-f1": "dev token macro-F1", "entity-f1": "dev entity micro-F1"}
 DEFAULTS = StudySettings(STUDY_BASE, SearchSpace(), data_dir="")
@@ -48,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Examples:\n  python -m study.run --trials 50 --workers 2\n  python -m study.run --trials 8 "
         "--max-epochs 4 --hidden-sizes 32 64 --layers-range 1 1   (a quick look)\n"
         "  python -m study.run --search lr hidden_size num_layers dropout batch_size embed_dim   (also embeddings)\n"
-        "  optuna-dashboard sqlite:///results/study.db   (watch it live)",
+        "  python -m study.dashboard   (watch it live at http://127.0.0.1:8080)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run = parser.add_argument_group("the study")
@@ -61,7 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
     run.add_argument("--study-name", default=DEFAULT_STUDY, help=f"study to create or resume (default {DEFAULT_STUDY})")
-    run.add_argument("--storage", help=f"storage URL (default {DEFAULT_URL}; postgresql://... for many machines)")
+    run.add_argument(
+        "--storage",
+        help=f"storage URL (default: ${ENV_STORAGE}, else {DEFAULT_URL}; postgresql://... for many machines; "
+        "a password is better given in PGPASSWORD, ~/.pgpass or $" + ENV_STORAGE + ")",
+    )
     run.add_argument(
         "--data-dir", help="corpus folder (default: $NER_DATA_DIR, else the study's own, else data/chisiec)"
     )
@@ -72,7 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--seed", type=int, default=42, help="seeds the sampler and every training run (default 42)")
     run.add_argument(
-        "--workers", type=int, default=1, help="worker processes on this machine sharing the study (default 1)"
+        "--workers",
+        default="1",
+        help="worker processes on this machine sharing the study (default 1); auto: 4 per GPU where trials "
+        "train on GPUs (placed round robin, several per GPU), else one per CPU core, at most 8",
     )
     run.add_argument(
         "--baseline",
@@ -113,6 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
         title="fixed for every trial (a searched setting's value comes from the search instead)",
     )
     return parser
+
+
+def parse_workers(value: str, device: str) -> int:
+    """--workers N or auto (4 per GPU on GPUs, one per CPU core otherwise, at most 8)."""
+    if value == "auto":
+        return auto_workers(device)
+    try:
+        return int(value)
+    except ValueError:
+        raise UserError(f"--workers must be a whole number or auto, got {value!r}") from None
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -209,8 +234,6 @@ def open_study(
         load_if_exists=True,
     )
     if kept is None:
-        for key, value in settings.to_attrs().items():
-            study.set_user_attr(key, value)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([METRIC_NAMES[settings.metric]])  # the dashboard's name for the value
@@ -218,6 +241,12 @@ def open_study(
             study.enqueue_trial(
                 params_of(TrainConfig(), settings.space), user_attrs={"baseline": "notebook"}, skip_if_exists=True
             )
+        # One write per attribute, base_config last: readers take a study as created once it has
+        # base_config (StudySettings.from_attrs), so a worker killed halfway through leaves a study
+        # the next worker completes, not one that every later worker fails to read.
+        attrs = settings.to_attrs()
+        for key in sorted(attrs, key=lambda k: k == CREATED_MARK):
+            study.set_user_attr(key, attrs[key])
     return study, settings
 
 
@@ -229,29 +258,50 @@ def precision_note(study: optuna.Study, runtime: Runtime, args: argparse.Namespa
     return fallback("bfloat16", runtime, "earlier trials ran")[1] if "bfloat16" in ran else None
 
 
+def without_storage(argv: list[str]) -> list[str]:
+    """``argv`` less --storage and its value (also as --storage=URL, or abbreviated as argparse allows):
+    a worker gets the URL through its environment, where other users cannot read it (ps shows argv)."""
+    out, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+            continue
+        name = token.split("=", 1)[0]
+        if len(name) >= len("--sto") and "--storage".startswith(name):
+            skip = "=" not in token
+            continue
+        out.append(token)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line per trial replaces Optuna's log
     started = time.perf_counter()
+    where = choose_storage(args.storage)
+    if note := where.password_note():
+        print(note, file=sys.stderr)
     try:
+        args.workers = parse_workers(args.workers, args.device)
         check_args(args)
         threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
         runtime = decide_runtime(args.device, threads, args.precision)
-        storage = open_storage(args.storage)
+        storage = open_storage(where.url)
         study, settings = open_study(args, storage, runtime)
         if note := precision_note(study, runtime, args):
             print(note, file=sys.stderr)
         if args.workers > 1:
             run_workers(
                 study,
-                argv,
-                args.workers,
+                without_storage(argv),
                 threads,
                 args.seed,
                 args.trials,
                 results_dir(args.study_name),
                 bar=not args.quiet,
+                env={ENV_STORAGE: where.url},
+                slots=gpu_slots(runtime, args.workers),
             )
         else:
             objective = Objective(
@@ -269,11 +319,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print(
-            f"\ninterrupted: finished trials are kept in {describe(args.storage)}; run the same command to resume",
+            f"\ninterrupted: finished trials are kept in {where}; run the same command to resume",
             file=sys.stderr,
         )
         return 130
-    print(summary(study, args.storage, time.perf_counter() - started))
+    print(summary(study, where, time.perf_counter() - started))
     return 0
 
 

@@ -23,6 +23,8 @@ from storage import describe
 from .space import SearchSpace
 
 DEFAULT_STUDY = "bilstm-crf"
+# The attribute written last when a study is created: a study without it is not created yet.
+CREATED_MARK = "base_config"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # What a study holds fixed unless told otherwise: the notebook's settings but a shorter schedule
 # (20 epochs, patience 5), since the study pays for every epoch fifty times, and dropout on the
@@ -67,11 +69,12 @@ class StudySettings:
 
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any], study_name: str) -> StudySettings | None:
-        """The settings a study was created with (None for a study this suite did not create).
+        """The settings a study was created with (None for a study this suite did not create, or
+        whose creator died before writing them all: base_config is written last).
 
         Studies created before the sampler and pruner were stored get the defaults of the time.
         """
-        if "base_config" not in attrs:
+        if CREATED_MARK not in attrs:
             return None
         return cls(
             base=TrainConfig.from_dict(attrs["base_config"], f"study {study_name}"),

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shlex
+from collections import Counter
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from storage import DEFAULT_URL, describe
+from storage import HOW_TO_PASS, StorageURL
 
 from .stored import DEFAULT_STUDY
 
@@ -32,13 +34,28 @@ def trial_line(study: optuna.Study, trial: FrozenTrial) -> str:
     return f"{head}  {params}{best}"
 
 
-def summary(study: optuna.Study, url: str | None, seconds: float) -> str:
+def next_commands(study_name: str, where: StorageURL) -> list[str]:
+    """The commands to run next, each working as printed in the shell that ran the study (a password
+    is left out of the URL: the note from ``storage_note`` says how to give it)."""
+    name = [] if study_name == DEFAULT_STUDY else ["--study-name", study_name]
+    return [
+        shlex.join(["python", "-m", "study.best", "--test", *name, *where.command_args()]),
+        shlex.join(["python", "-m", "study.dashboard", *where.command_args()]),
+    ]
+
+
+def storage_note(where: StorageURL) -> str | None:
+    """For printed commands whose URL lost its password: how to give it to them."""
+    return f"note: the password is not shown; {HOW_TO_PASS}" if where.password_hidden else None
+
+
+def summary(study: optuna.Study, where: StorageURL, seconds: float) -> str:
     """Counts, the best trial, and the commands to run next."""
     trials = study.get_trials(deepcopy=False)
     counts = {s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     done = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
     lines = [
-        f"\nstudy '{study.study_name}' in {describe(url)}: {done} finished trials "
+        f"\nstudy '{study.study_name}' in {where}: {done} finished trials "
         f"({counts[TrialState.COMPLETE]} complete, {counts[TrialState.PRUNED]} pruned, "
         f"{counts[TrialState.FAIL]} failed); this run took {seconds / 60:.1f} min",
     ]
@@ -49,11 +66,12 @@ def summary(study: optuna.Study, url: str | None, seconds: float) -> str:
             f"dev entity F1 {best.user_attrs.get('dev_entity_f1', float('nan')):.4f}"
         )
         lines.append("      " + json.dumps(best.params))
-    where = []
-    if study.study_name != DEFAULT_STUDY:
-        where += ["--study-name", study.study_name]
-    if url:
-        where += ["--storage", url]
-    lines.append(f"next: python -m study.best --test {' '.join(where)}".rstrip())
-    lines.append(f"      optuna-dashboard {url or DEFAULT_URL}")
+    ran = Counter(t.user_attrs["device_name"] for t in trials if "device_name" in t.user_attrs)
+    if ran:  # every worker, on this machine or another
+        lines.append("ran on: " + ", ".join(f"{name} ({n} trials)" for name, n in ran.items()))
+    best_command, dashboard_command = next_commands(study.study_name, where)
+    lines.append(f"next: {best_command}")
+    lines.append(f"      {dashboard_command}   # then open http://127.0.0.1:8080")
+    if note := storage_note(where):
+        lines.append(f"      {note}")
     return "\n".join(lines)

@@ -1,5 +1,8 @@
+import os
 import subprocess
 import sys
+import uuid
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +13,19 @@ from ner_core.synthetic import make_corpus
 
 # The suite runs on 2 shared cores: one torch thread per test process keeps timings sane.
 torch.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_WHERE = "127.0.0.1:5432"
+PG_ADMIN_URL = f"postgresql://postgres@{PG_WHERE}/test"
+
+
+@pytest.fixture(autouse=True)
+def hermetic_environment(monkeypatch):
+    """No storage from the shell that runs the tests, and this checkout's code in every process the
+    tests start (a worker started in tmp_path would otherwise import the installed copy, which in a
+    second git worktree is another checkout's)."""
+    monkeypatch.delenv("NER_HPO_STORAGE", raising=False)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
 
 
 @pytest.fixture
@@ -32,3 +48,29 @@ needs_bfloat16 = pytest.mark.skipif(
 def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
     """``python -m ARGS...`` as a user would run it, its output captured as text."""
     return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, **kwargs)
+
+
+def _pg_admin():
+    """An autocommit connection to the server's 'test' database, or skip with the reason."""
+    try:
+        import psycopg
+    except ImportError:
+        pytest.skip(f"PostgreSQL not reachable at {PG_WHERE}: psycopg is not installed")
+    try:
+        return psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.Error as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        pytest.skip(f"PostgreSQL not reachable at {PG_WHERE}: {reason}")
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
+    name = f"ner_hpo_test_{uuid.uuid4().hex[:12]}"
+    with _pg_admin() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@{PG_WHERE}/{name}"
+    finally:
+        with _pg_admin() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # also ends stray connections

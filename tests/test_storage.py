@@ -3,8 +3,8 @@
 Every study is tiny (a synthetic corpus of 60 training sentences, one LSTM layer of 8 or 16
 units), every worker is a separate ``python -m study.run`` started in tmp_path (its results/ lands
 there). PostgreSQL tests use the server at 127.0.0.1:5432 (user postgres, trust auth; ``.ci/run``
-starts it): each creates a database of its own and drops it afterwards, and all of them skip with
-the reason when the server cannot be reached. ``pytest -s`` shows the measured recovery times.
+starts it): each creates a database of its own and drops it afterwards (``pg_url`` in conftest),
+and all of them skip with the reason when the server cannot be reached. ``pytest -s`` shows the measured recovery times.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,9 +31,8 @@ from optuna.trial import FrozenTrial, TrialState
 from ner_core.synthetic import make_corpus
 from storage import Heartbeat, StorageError, open_storage
 from study.gate import GatedTPESampler, NoRoom, TrialGate
+from study.loop import run_trials
 
-PG_WHERE = "127.0.0.1:5432"
-PG_ADMIN_URL = f"postgresql://postgres@{PG_WHERE}/test"
 STUDY = "bilstm-crf"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # About half a second a trial on a free core: two epochs of a tiny model.
@@ -176,32 +174,6 @@ def get_json(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=10) as response:
         assert response.status == 200
         return json.loads(response.read())
-
-
-def _pg_admin():
-    """An autocommit connection to the server's 'test' database, or skip with the reason."""
-    try:
-        import psycopg
-    except ImportError:
-        pytest.skip(f"PostgreSQL not reachable at {PG_WHERE}: psycopg is not installed")
-    try:
-        return psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.Error as err:
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        pytest.skip(f"PostgreSQL not reachable at {PG_WHERE}: {reason}")
-
-
-@pytest.fixture
-def pg_url():
-    """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
-    name = f"ner_hpo_test_{uuid.uuid4().hex[:12]}"
-    with _pg_admin() as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@{PG_WHERE}/{name}"
-    finally:
-        with _pg_admin() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # also ends stray connections
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -350,6 +322,54 @@ def test_a_waiting_worker_takes_over_a_dead_workers_trial(tmp_path, monkeypatch,
     study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
     assert not gate.wait_for_room(study, deadline=None)
     assert states(storage) == {"COMPLETE": 2, "FAIL": 1, "WAITING": 1}
+
+
+def test_a_trial_that_never_beat_is_failed_and_retried(any_url, monkeypatch, quiet_optuna):
+    """A worker killed after creating its trial and before the trial's first heartbeat (found by
+    storage.crashbench): the trial is failed after the grace period and queued again, and the study
+    does not wait for it forever."""
+    monkeypatch.setenv("NER_HPO_HEARTBEAT_INTERVAL", "1")
+    monkeypatch.setenv("NER_HPO_GRACE_PERIOD", "2")
+    storage = open_storage(any_url)
+    gate = TrialGate(storage, STUDY, target=2)
+    study = optuna.create_study(
+        study_name=STUDY, storage=storage, sampler=GatedTPESampler(gate, seed=0), direction="maximize"
+    )
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
+    storage.create_new_trial(storage.get_study_id_from_name(STUDY))  # RUNNING, and its worker died at once
+    assert gate.wait_for_room(study, deadline=time.monotonic() + WAIT_S), states(storage)
+    assert states(storage) == {"COMPLETE": 1, "FAIL": 1, "WAITING": 1}
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
+    assert settled(storage) == {"COMPLETE": 2, "FAIL": 1}
+
+
+def test_a_worker_whose_trial_another_worker_failed_goes_on(tmp_path, monkeypatch, quiet_optuna, capsys):
+    """A worker stopped (Ctrl-Z, a suspended laptop) past the grace period: another worker has failed
+    its trial meanwhile, and Optuna's tell raises when it resumes. The worker goes on; an error of
+    the objective's own still stops it."""
+    monkeypatch.setenv("NER_HPO_HEARTBEAT_INTERVAL", "1")
+    monkeypatch.setenv("NER_HPO_GRACE_PERIOD", "2")
+    storage = open_storage(f"sqlite:///{tmp_path}/study.db")
+    gate = TrialGate(storage, STUDY, target=2)
+    study = optuna.create_study(
+        study_name=STUDY, storage=storage, sampler=GatedTPESampler(gate, seed=0), direction="maximize"
+    )
+
+    def objective(trial):
+        if trial.number == 0:  # what fail_stale_trials in another worker does while this one is stopped
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        return trial.suggest_float("x", 0, 1)
+
+    run_trials(study, objective, gate, timeout=None, bar=False, lines=False)
+    assert settled(storage) == {"COMPLETE": 2, "FAIL": 1}
+    assert "note: trial 0 was failed by another worker while it ran here" in capsys.readouterr().err
+
+    def broken(trial):
+        raise RuntimeError("a bug")
+
+    gate.target = 3
+    with pytest.raises(RuntimeError, match="a bug"):
+        run_trials(study, broken, gate, timeout=None, bar=False, lines=False)
 
 
 # --- URLs --------------------------------------------------------------------------------------

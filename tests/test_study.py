@@ -1,10 +1,6 @@
 import json
-import socket
+import os
 import sqlite3
-import subprocess
-import sys
-import time
-import urllib.request
 
 import optuna
 import pytest
@@ -84,6 +80,7 @@ def test_study_prunes_resumes_without_overshoot_and_reports(workdir, capsys):
     assert all(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states(study))
     out = capsys.readouterr().out
     assert "6 finished trials" in out and "next: python -m study.best --test --storage" in out
+    assert "ran on: cpu (6 trials)" in out
     for name in ("trials.csv", "optimization_history.html", "intermediate_values.html", "slice.html"):
         assert (workdir / "results" / "bilstm-crf" / name).is_file()
     assert (workdir / "results" / "bilstm-crf" / "trials.csv").read_text().count("\n") == 7
@@ -96,6 +93,27 @@ def test_study_prunes_resumes_without_overshoot_and_reports(workdir, capsys):
     assert {"epochs_run", "best_epoch", "seconds", "tokens_per_s", "parameters", "dev_entity_f1"} <= set(
         trial.user_attrs
     )
+
+
+class Killed(BaseException):
+    """The process dies here (SIGKILL): nothing after it runs, no except clause sees it."""
+
+
+def test_a_study_whose_creator_died_writing_its_settings_is_completed_by_the_next_worker(workdir, monkeypatch):
+    set_user_attr = optuna.Study.set_user_attr
+
+    def first_then_die(self, key, value):
+        set_user_attr(self, key, value)
+        raise Killed
+
+    monkeypatch.setattr(optuna.Study, "set_user_attr", first_then_die)
+    with pytest.raises(Killed):
+        study_run.main(study_args(workdir, "--trials", "2", "--no-report"))
+    monkeypatch.setattr(optuna.Study, "set_user_attr", set_user_attr)
+    assert len(load(workdir).user_attrs) == 1  # a study with one of its settings
+    assert study_run.main(study_args(workdir, "--trials", "2", "--no-report")) == 0
+    study = load(workdir)
+    assert len(study.trials) == 2 and {"base_config", "space", "data_dir", "metric", "search"} <= set(study.user_attrs)
 
 
 def test_same_seed_same_parameters_and_values(workdir):
@@ -216,40 +234,6 @@ def test_best_names_the_studies_that_exist_and_needs_a_complete_trial(workdir, c
     assert "has no complete trial yet" in capsys.readouterr().err
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_dashboard_lists_the_study_and_its_trials(workdir):
-    assert study_run.main(study_args(workdir, "--trials", "2", "--no-report", "--study-name", "watched")) == 0
-    port = free_port()
-    dashboard = [sys.executable, "-c", "from optuna_dashboard._cli import main; main()"]
-    server = subprocess.Popen(
-        [*dashboard, f"sqlite:///{workdir / 'study.db'}", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        studies = None
-        for _ in range(100):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as response:
-                    studies = json.load(response)["study_summaries"]
-                break
-            except OSError:
-                time.sleep(0.2)
-        assert studies is not None, "optuna-dashboard did not answer"
-        (summary,) = [s for s in studies if s["study_name"] == "watched"]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{summary['study_id']}", timeout=5) as r:
-            detail = json.load(r)
-        assert len(detail["trials"]) == 2
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
 def test_resuming_without_data_dir_uses_the_studys_own_corpus(workdir, capsys):
     args = study_args(workdir, "--trials", "2", "--no-report")
     assert study_run.main(args) == 0
@@ -354,3 +338,52 @@ def test_on_a_gpu_the_default_space_covers_the_notebooks_configuration():
     assert gpu.ranges["batch_size"] == cpu.ranges["batch_size"] == (16, 32, 64, 128)
     args = study_run.build_parser().parse_args(["--hidden-sizes", "8"])
     assert space.space_from_args(args, cuda=True).ranges["hidden_size"] == (8,)  # given ranges win
+
+
+@pytest.fixture
+def two_gpus(monkeypatch):
+    """What study.workers sees on a machine with GPUs 3 and 5 visible (none is touched)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+
+
+def test_workers_are_placed_on_the_gpus_round_robin(two_gpus):
+    from ner_core.runtime import Runtime
+    from study import workers
+
+    assert workers.gpu_slots(Runtime("cuda", 4, "bfloat16"), 5) == ["3", "5", "3", "5", "3"]
+    assert workers.gpu_slots(Runtime("cuda:1", 4, "bfloat16"), 3) == ["5", "5", "5"]  # one GPU, shared
+    assert workers.gpu_slots(Runtime("cpu", 1, "float32"), 2) == [None, None]
+    assert workers.auto_workers("auto") == 8 and workers.auto_workers("cuda:0") == 4  # 4 per GPU
+    assert workers.auto_workers("cpu") == min(os.cpu_count(), 8)
+    assert workers.placement(["3", "5", "3"], 4) == (
+        "3 workers on 2 GPU(s), 4 torch thread(s) each (GPU 3: worker(s) 0, 2; GPU 5: worker(s) 1)"
+    )
+
+
+def test_each_gpu_worker_sees_its_gpu_alone(workdir, two_gpus, monkeypatch, capsys):
+    from study import workers
+
+    started = []
+
+    class Started:
+        returncode = 0
+
+        def __init__(self, command, env, **kwargs):
+            started.append((command, env))
+
+        def poll(self):
+            return 0
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(workers.subprocess, "Popen", Started)
+    study = optuna.create_study(storage=f"sqlite:///{workdir / 'w.db'}")
+    slots = ["3", "5", "3"]
+    workers.run_workers(study, ["--trials", "9"], 4, 42, 9, workdir / "logs", False, {"X": "1"}, slots)
+    assert [env["CUDA_VISIBLE_DEVICES"] for _, env in started] == slots
+    assert all(command[-2:] == ["--device", "cuda"] and env["X"] == "1" for command, env in started)
+    assert [command[command.index("--seed") + 1] for command, _ in started] == ["42", "1042", "2042"]
+    assert "3 workers on 2 GPU(s)" in capsys.readouterr().out
