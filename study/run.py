@@ -201,6 +201,9 @@ def ignored(args: argparse.Namespace, asked: StudySettings, kept: StudySettings)
         if getattr(args, name) is not None and getattr(asked, name) != getattr(kept, name):
             out.append(f"--{name.replace('_', '-')} {getattr(args, name)}")
     for name, value in asked.base.to_dict().items():
+        # --seed is each worker's own (its draws), not a setting; --metric was compared above
+        if name in ("seed", "objective"):
+            continue
         if getattr(args, name, None) is not None and value != getattr(kept.base, name):
             out.append(f"--{name.replace('_', '-')} {value}")
     return out
