@@ -264,6 +264,9 @@ def test_the_pruner_is_stored_and_a_resume_with_another_says_so_once(workdir, ca
         "--pruner none\n"
     )
     assert load(workdir).user_attrs["search"]["pruner"] == "hyperband" and len(load(workdir).trials) == 4
+    args = without(study_args(workdir, "--trials", "4", "--no-report", "--seed", "7"), "--startup-trials")
+    assert study_run.main(without(args, "--warmup-epochs")) == 0
+    assert capsys.readouterr().err == ""  # a worker's own --seed is not a setting it ignores
 
 
 def test_a_new_searched_setting_is_one_table_row(workdir, monkeypatch):
