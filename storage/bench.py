@@ -57,6 +57,27 @@ class Postgres:
             admin.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path.lstrip("/")}" WITH (FORCE)')
 
 
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """--backends and --postgres, shared by the storage benchmarks."""
+    parser.add_argument("--backends", nargs="+", choices=("sqlite", "postgresql"), default=["sqlite", "postgresql"])
+    parser.add_argument(
+        "--postgres",
+        default="postgresql://postgres@127.0.0.1:5432/test",
+        help="an existing database on the server; the benchmark's databases are created beside it and dropped",
+    )
+
+
+def connect_postgres(args: argparse.Namespace) -> Postgres | None:
+    """The server behind --postgres when PostgreSQL is among --backends; None (and why) when unreachable."""
+    if "postgresql" not in args.backends:
+        return None
+    try:
+        return Postgres(args.postgres)
+    except Exception as err:  # missing driver or server: measure the rest
+        print(f"postgresql skipped: {args.postgres}: {str(err).strip().splitlines()[0]}", file=sys.stderr)
+        return None
+
+
 def run(url: str, workers: int, trials: int, folder: Path) -> dict[str, float]:
     """Start ``workers`` study.run processes on ``url``; the figures once all have ended."""
     command = [sys.executable, "-m", "study.run", "--study-name", STUDY, "--storage", url, "--trials", str(trials)]
@@ -93,21 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m storage.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="worker counts (default 1 2 4)")
     parser.add_argument("--trials", type=int, default=16, help="finished trials per run (default 16)")
-    parser.add_argument("--backends", nargs="+", choices=("sqlite", "postgresql"), default=["sqlite", "postgresql"])
-    parser.add_argument(
-        "--postgres",
-        default="postgresql://postgres@127.0.0.1:5432/test",
-        help="an existing database on the server; bench databases are created beside it and dropped",
-    )
+    add_backend_arguments(parser)
     args = parser.parse_args(argv)
     if args.trials < 1 or min(args.workers) < 1:
         parser.error("--trials and --workers must be at least 1")
-    postgres = None
-    if "postgresql" in args.backends:
-        try:
-            postgres = Postgres(args.postgres)
-        except Exception as err:  # missing driver or server: measure the rest
-            print(f"postgresql skipped: {args.postgres}: {str(err).strip().splitlines()[0]}", file=sys.stderr)
+    postgres = connect_postgres(args)
     rows = []
     print(f"{os.cpu_count()} CPU cores; {args.trials} trials per run; 1 epoch, hidden 8, 120 training sentences")
     header = ("backend", "workers", "finished", "failed", "wall s", "/min wall", "/min trials")

@@ -38,7 +38,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ner_core.synthetic import make_corpus
 
 from .backends import engine_url, open_storage
-from .bench import Postgres
+from .bench import add_backend_arguments, connect_postgres
 from .urls import ENV_STORAGE
 
 STUDY = "crash"
@@ -285,24 +285,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m storage.crashbench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=20, help="rounds per backend (default 20)")
     parser.add_argument("--trials", type=int, default=6, help="finished trials each study ends with (default 6)")
-    parser.add_argument("--backends", nargs="+", choices=("sqlite", "postgresql"), default=["sqlite", "postgresql"])
-    parser.add_argument(
-        "--postgres",
-        default="postgresql://postgres@127.0.0.1:5432/test",
-        help="an existing database on the server; each round's database is created beside it and dropped",
-    )
+    add_backend_arguments(parser)
     parser.add_argument("--logs", default="results/crashbench", help="where every round's logs are kept")
     parser.add_argument("--seed", type=int, default=0, help="seeds the kill moments and victims (default 0)")
     parser.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES), help="taken in turn (default all)")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.trials < 2:
         parser.error("--rounds must be at least 1 and --trials at least 2")
-    postgres = None
-    if "postgresql" in args.backends:
-        try:
-            postgres = Postgres(args.postgres)
-        except Exception as err:  # missing driver or server: measure the rest
-            print(f"postgresql skipped: {args.postgres}: {str(err).strip().splitlines()[0]}", file=sys.stderr)
+    postgres = connect_postgres(args)
     logs = Path(args.logs).resolve()
     make_corpus(logs / "corpus", (120, 30, 30))
     rng = random.Random(args.seed)

@@ -6,19 +6,18 @@ nowhere: not in the output, the workers' logs, or the workers' command lines.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from ner_core.synthetic import make_corpus
+
+from .conftest import free_port, get_json
 
 SECRET = "s3cretpw"
 TRIALS = 3
@@ -65,17 +64,6 @@ def run_study(folder: Path, options: list[str], env: dict[str, str]) -> tuple[st
         process.kill()
     assert process.wait() == 0, f"study.run exited {process.returncode}:\n{out.read_text()}\n{err.read_text()}"
     return out.read_text(), err.read_text(), children
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get_json(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.load(response)
 
 
 def serve_and_list(command: list[str], folder: Path, env: dict[str, str], study: str) -> int:

@@ -9,15 +9,12 @@ and all of them skip with the reason when the server cannot be reached. ``pytest
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +29,8 @@ from ner_core.synthetic import make_corpus
 from storage import Heartbeat, StorageError, open_storage
 from study.gate import GatedTPESampler, NoRoom, TrialGate
 from study.loop import run_trials
+
+from .conftest import free_port, get_json
 
 STUDY = "bilstm-crf"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -162,18 +161,6 @@ def wait_for_running(
             return running[0]
         time.sleep(0.1)
     pytest.fail(f"no trial running after {WAIT_S} s")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get_json(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        assert response.status == 200
-        return json.loads(response.read())
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
