@@ -66,8 +66,8 @@ def run_study(folder: Path, options: list[str], env: dict[str, str]) -> tuple[st
     return out.read_text(), err.read_text(), children
 
 
-def serve_and_list(command: list[str], folder: Path, env: dict[str, str], study: str) -> int:
-    """Run the printed dashboard command on a free port; the number of trials it lists for ``study``."""
+def serve_and_list(command: list[str], folder: Path, env: dict[str, str], study: str) -> dict:
+    """Run the printed dashboard command on a free port; what it serves of ``study``."""
     port = free_port()
     log = folder / "dashboard.log"
     with log.open("w") as out:
@@ -89,7 +89,7 @@ def serve_and_list(command: list[str], folder: Path, env: dict[str, str], study:
                 assert time.monotonic() < deadline, f"the dashboard did not answer:\n{log.read_text()}"
                 time.sleep(0.2)
         (summary,) = [s for s in studies if s["study_name"] == study]
-        return len(get_json(f"http://127.0.0.1:{port}/api/studies/{summary['study_id']}")["trials"])
+        return get_json(f"http://127.0.0.1:{port}/api/studies/{summary['study_id']}")
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -129,7 +129,11 @@ def test_the_printed_next_commands_work_as_printed(backend, tmp_path):
         assert "***@" in out and "PGPASSWORD" in out  # shown hidden, and how to give it said
         env = {**env, "PGPASSWORD": SECRET}  # as the note says (the test server trusts any password)
 
-    assert serve_and_list(commands[1], tmp_path, env, study) == TRIALS
+    served = serve_and_list(commands[1], tmp_path, env, study)
+    assert len(served["trials"]) == TRIALS
+    assert served["objective_names"] == ["dev token macro-F1"]  # the objective by its name
+    columns = {attr["key"] for attr in served["union_user_attrs"]}  # the trial table's extra columns
+    assert {"dev_entity_f1", "epochs_run", "seconds", "device", "precision", "threads"} <= columns
 
     best = subprocess.run([sys.executable, *commands[0][1:]], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert best.returncode == 0, best.stdout + best.stderr
