@@ -137,7 +137,7 @@ def test_the_printed_next_commands_work_as_printed(backend, tmp_path):
 
     best = subprocess.run([sys.executable, *commands[0][1:]], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert best.returncode == 0, best.stdout + best.stderr
-    assert "test scores over 3 seeds" in best.stdout and "\r" not in best.stdout + best.stderr
+    assert "test scores of trial" in best.stdout and "\r" not in best.stdout + best.stderr
     assert "seed 42  epoch" in best.stdout  # plain epoch lines in place of the bars
     if secret:
         assert secret not in best.stdout + best.stderr
