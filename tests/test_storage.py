@@ -288,15 +288,21 @@ def quiet_optuna():
     optuna.logging.set_verbosity(verbosity)
 
 
-def test_a_waiting_worker_takes_over_a_dead_workers_trial(tmp_path, monkeypatch, quiet_optuna):
-    """The gate, in one process: no trial past --trials, and the last worker retries a dead one's."""
+def gated_study(url: str, monkeypatch) -> tuple[optuna.storages.BaseStorage, TrialGate, optuna.Study]:
+    """A study whose sampler keeps it at 2 finished trials, with a 1 s heartbeat and a 2 s grace period."""
     monkeypatch.setenv("NER_HPO_HEARTBEAT_INTERVAL", "1")
     monkeypatch.setenv("NER_HPO_GRACE_PERIOD", "2")
-    storage = open_storage(f"sqlite:///{tmp_path}/gate.db")
+    storage = open_storage(url)
     gate = TrialGate(storage, STUDY, target=2)
     study = optuna.create_study(
         study_name=STUDY, storage=storage, sampler=GatedTPESampler(gate, seed=0), direction="maximize"
     )
+    return storage, gate, study
+
+
+def test_a_waiting_worker_takes_over_a_dead_workers_trial(tmp_path, monkeypatch, quiet_optuna):
+    """The gate, in one process: no trial past --trials, and the last worker retries a dead one's."""
+    storage, gate, study = gated_study(f"sqlite:///{tmp_path}/gate.db", monkeypatch)
     study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
     dead = storage.create_new_trial(storage.get_study_id_from_name(STUDY))  # a worker that beat once, then died
     storage.record_heartbeat(dead)
@@ -315,13 +321,7 @@ def test_a_trial_that_never_beat_is_failed_and_retried(any_url, monkeypatch, qui
     """A worker killed after creating its trial and before the trial's first heartbeat (found by
     storage.crashbench): the trial is failed after the grace period and queued again, and the study
     does not wait for it forever."""
-    monkeypatch.setenv("NER_HPO_HEARTBEAT_INTERVAL", "1")
-    monkeypatch.setenv("NER_HPO_GRACE_PERIOD", "2")
-    storage = open_storage(any_url)
-    gate = TrialGate(storage, STUDY, target=2)
-    study = optuna.create_study(
-        study_name=STUDY, storage=storage, sampler=GatedTPESampler(gate, seed=0), direction="maximize"
-    )
+    storage, gate, study = gated_study(any_url, monkeypatch)
     study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
     storage.create_new_trial(storage.get_study_id_from_name(STUDY))  # RUNNING, and its worker died at once
     assert gate.wait_for_room(study, deadline=time.monotonic() + WAIT_S), states(storage)
@@ -334,13 +334,7 @@ def test_a_worker_whose_trial_another_worker_failed_goes_on(tmp_path, monkeypatc
     """A worker stopped (Ctrl-Z, a suspended laptop) past the grace period: another worker has failed
     its trial meanwhile, and Optuna's tell raises when it resumes. The worker goes on; an error of
     the objective's own still stops it."""
-    monkeypatch.setenv("NER_HPO_HEARTBEAT_INTERVAL", "1")
-    monkeypatch.setenv("NER_HPO_GRACE_PERIOD", "2")
-    storage = open_storage(f"sqlite:///{tmp_path}/study.db")
-    gate = TrialGate(storage, STUDY, target=2)
-    study = optuna.create_study(
-        study_name=STUDY, storage=storage, sampler=GatedTPESampler(gate, seed=0), direction="maximize"
-    )
+    storage, gate, study = gated_study(f"sqlite:///{tmp_path}/study.db", monkeypatch)
 
     def objective(trial):
         if trial.number == 0:  # what fail_stale_trials in another worker does while this one is stopped
