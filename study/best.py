@@ -184,7 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study-name", default=DEFAULT_STUDY, help=f"study to read (default {DEFAULT_STUDY})")
     parser.add_argument("--storage", help=f"storage URL (default: ${ENV_STORAGE}, else {DEFAULT_URL})")
     parser.add_argument("--data-dir", help="corpus folder (default: the one the study was run on)")
-    parser.add_argument("--top", type=int, default=1, help="retrain the best TOP trials and choose one (default 1)")
+    parser.add_argument(
+        "--top",
+        type=int,
+        default=1,
+        help="retrain the TOP best trials and choose the one with the best mean dev (default 1; 3 measured a "
+        "steadier pick across seeds, not a better one: README, One trial or three?)",
+    )
     parser.add_argument("--seeds", type=int, default=3, help="retrainings with seeds seed, seed+1, ... (default 3)")
     parser.add_argument("--jobs", type=int, default=1, help="retrainings at once (default 1; each with --threads)")
     parser.add_argument("--test", action="store_true", help="score each model of the chosen trial on test once")
