@@ -83,24 +83,8 @@ def test_cli_asked_for_bfloat16_without_the_hardware_stops_with_one_line(corpus_
 def test_a_model_trained_in_bfloat16_predicts_in_float32_without_the_hardware(corpus_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("NER_HPO_BFLOAT16", "0")
     out = tmp_path / "model"
-    proc = run(
-        "ner_core.train",
-        "--data-dir",
-        str(corpus_dir),
-        "--out",
-        str(out),
-        "--quiet",
-        "--threads",
-        "1",
-        "--embed-dim",
-        "8",
-        "--hidden-size",
-        "8",
-        "--num-layers",
-        "1",
-        "--max-epochs",
-        "1",
-    )
+    small = "--quiet --threads 1 --embed-dim 8 --hidden-size 8 --num-layers 1 --max-epochs 1".split()
+    proc = run("ner_core.train", "--data-dir", str(corpus_dir), "--out", str(out), *small)
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["runtime"] == {"device": "cpu", "device_name": "cpu", "threads": 1, "precision": "float32"}
