@@ -81,10 +81,14 @@ class Watch:
         self.engine = sqlalchemy.create_engine(engine_url(url), poolclass=sqlalchemy.pool.NullPool)
         self.storage = None
 
+    def no_file(self) -> bool:
+        """A SQLite storage whose file no worker has made yet: connecting would create it."""
+        return self.url.startswith("sqlite:///") and not Path(self.url[len("sqlite:///") :]).exists()
+
     def exists(self) -> bool:
         """Whether a worker has made the storage's tables (the study is created next)."""
-        if self.url.startswith("sqlite:///") and not Path(self.url[len("sqlite:///") :]).exists():
-            return False  # connecting would create the file
+        if self.no_file():
+            return False
         try:
             return sqlalchemy.inspect(self.engine).has_table("studies")
         except sqlalchemy.exc.DBAPIError:
@@ -93,8 +97,8 @@ class Watch:
     def trials(self) -> list[FrozenTrial] | None:
         """The study's trials; None while no worker has created the study."""
         if self.storage is None:
-            if self.url.startswith("sqlite:///") and not Path(self.url[len("sqlite:///") :]).exists():
-                return None  # connecting would create the file
+            if self.no_file():
+                return None
             try:
                 with self.engine.connect() as connection:
                     query = sqlalchemy.text("SELECT 1 FROM studies WHERE study_name = :name")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import shlex
 import statistics
 import sys
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from storage import DEFAULT_URL, ENV_STORAGE, choose_storage, open_storage
 
 from .space import config_for
 from .stored import DEFAULT_STUDY, load_study, results_dir, study_settings
+from .summary import next_commands
 
 HEADLINE = ("token_macro_f1", "token_accuracy", "entity_precision", "entity_recall", "entity_f1", "entity_macro_f1")
 
@@ -284,9 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwrote {out}/best.json, {out}/report.md; model (best dev of the seeds) in {model_dir}")
     print(f"next: echo '太祖遣使至洛陽' | python -m ner_core.predict {model_dir}")
     if not args.test:
-        name = [] if args.study_name == DEFAULT_STUDY else ["--study-name", args.study_name]
-        command = shlex.join(["python", "-m", "study.best", "--test", *name, *where.command_args()])
-        print(f"      {command}   # scores the test split once")
+        print(f"      {next_commands(args.study_name, where)[0]}   # scores the test split once")
     return 0
 
 

@@ -176,6 +176,11 @@ def test_best_retrains_tests_and_saves_a_loadable_model(workdir, capsys):
     assert saved.config.hidden_size == study.best_params["hidden_size"]
     assert f"test scores of trial {study.best_trial.number} over 2 seeds" in capsys.readouterr().out
 
+    # without --test: dev scores only, and the command that scores test, as the study's summary prints it
+    assert study_best.main(["--storage", storage, "--seeds", "1", "--quiet"]) == 0
+    assert json.loads((out / "best.json").read_text())["split"] == "dev"
+    assert f"python -m study.best --test --storage {storage}   # scores the test split once" in capsys.readouterr().out
+
 
 def test_best_chooses_among_the_top_trials_by_mean_dev_and_tests_only_the_chosen(workdir, capsys):
     args = without(study_args(workdir, "--trials", "4", "--no-report", "--pruner", "none"), "--startup-trials")
