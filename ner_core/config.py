@@ -26,6 +26,13 @@ class TrainConfig:
     """Every knob of one training run. Defaults = the notebook's configuration."""
 
     embed_dim: int = field(default=50, metadata={"help": "character embedding size"})
+    bigram_dim: int = field(
+        default=0,
+        metadata={
+            "help": "embedding size of each character's bigram with the next one, beside the character's own "
+            "(0: none, as in the notebook)"
+        },
+    )
     hidden_size: int = field(default=512, metadata={"help": "LSTM hidden size per direction"})
     num_layers: int = field(default=3, metadata={"help": "stacked BiLSTM layers"})
     dropout: float = field(default=0.5, metadata={"help": "dropout between LSTM layers and before the output"})
@@ -74,6 +81,8 @@ class TrainConfig:
         for name in ("dropout", "embed_dropout", "ema"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise UserError(f"--{_flag(name)} must be in [0, 1), got {getattr(self, name)}")
+        if self.bigram_dim < 0:
+            raise UserError(f"--bigram-dim must be >= 0 (0: no bigrams), got {self.bigram_dim}")
         if not self.lr > 0:
             raise UserError(f"--lr must be positive, got {self.lr}")
         if self.weight_decay < 0:

@@ -171,26 +171,51 @@ def load_corpus(data_dir: str | Path | None = None, with_test: bool = False) -> 
     return Corpus(directory, train, splits["dev"] or [], splits["test"], tagset, invalid)
 
 
+# A bigram seen fewer times in training is <UNK>: a bigram seen once has an embedding fitted to one
+# context, which dev measured as no better than none (README "Character bigrams").
+BIGRAM_MIN_COUNT = 2
+END = "</s>"  # what follows a sentence's last character in its bigram
+
+
+def bigrams_of(chars: Sequence[str]) -> list[str]:
+    """Each character with the one after it (the last with END): as many bigrams as characters."""
+    chars = list(chars)
+    return [a + b for a, b in zip(chars, [*chars[1:], END])]
+
+
 class Vocab:
-    """Characters to ids: 0 is <PAD>, 1 is <UNK>, then characters in order of first appearance."""
+    """Characters to ids: 0 is <PAD>, 1 is <UNK>, then characters in order of first appearance.
+
+    With ``bigrams`` (a table laid out the same way), each position also gets the id of its
+    character's bigram with the next one, and ``encode`` returns [character id, bigram id] pairs.
+    """
 
     PAD = "<PAD>"
     UNK = "<UNK>"
 
-    def __init__(self, itos: Sequence[str]):
-        if list(itos[:2]) != [self.PAD, self.UNK]:
-            raise ValueError("a vocabulary starts with <PAD>, <UNK>")
+    def __init__(self, itos: Sequence[str], bigrams: Sequence[str] | None = None):
+        for table in (itos, bigrams or (self.PAD, self.UNK)):
+            if list(table[:2]) != [self.PAD, self.UNK]:
+                raise ValueError("a vocabulary starts with <PAD>, <UNK>")
         self.itos = list(itos)
         self.stoi = {c: i for i, c in enumerate(self.itos)}
+        self.bigrams = list(bigrams) if bigrams is not None else None
+        self.bigram_ids = {b: i for i, b in enumerate(self.bigrams or ())}
 
     @classmethod
-    def build(cls, sentences: Iterable[Sentence], extra: Iterable[str] = ()) -> Vocab:
-        """From the training split only (plus e.g. the pretrained file's characters)."""
+    def build(cls, sentences: Iterable[Sentence], extra: Iterable[str] = (), bigrams: bool = False) -> Vocab:
+        """From the training split only (plus e.g. the pretrained file's characters); with
+        ``bigrams``, also the bigrams seen at least BIGRAM_MIN_COUNT times there."""
+        sentences = list(sentences)
         counter: Counter[str] = Counter()
         for sentence in sentences:
             counter.update(sentence.chars)
         counter.update(extra)
-        return cls([cls.PAD, cls.UNK, *counter])
+        table = None
+        if bigrams:
+            seen = Counter(b for sentence in sentences for b in bigrams_of(sentence.chars))
+            table = [cls.PAD, cls.UNK, *(b for b, n in seen.items() if n >= BIGRAM_MIN_COUNT)]
+        return cls([cls.PAD, cls.UNK, *counter], table)
 
     @property
     def pad_id(self) -> int:
@@ -200,8 +225,17 @@ class Vocab:
     def unk_id(self) -> int:
         return 1
 
-    def encode(self, chars: Iterable[str]) -> list[int]:
-        return [self.stoi.get(c, 1) for c in chars]
+    @property
+    def n_bigrams(self) -> int:
+        """Rows of the bigram table (0 without one)."""
+        return len(self.bigrams or ())
+
+    def encode(self, chars: Sequence[str]) -> list[int] | list[list[int]]:
+        """Character ids; with a bigram table, [character id, bigram id] per position."""
+        ids = [self.stoi.get(c, 1) for c in chars]
+        if self.bigrams is None:
+            return ids
+        return [[i, self.bigram_ids.get(b, 1)] for i, b in zip(ids, bigrams_of(chars))]
 
     def __len__(self) -> int:
         return len(self.itos)
@@ -211,7 +245,7 @@ class Vocab:
 class Batch:
     """Padded tensors for a group of sentences; ``index`` maps rows back to the split's order."""
 
-    tokens: torch.Tensor  # [batch, time] long
+    tokens: torch.Tensor  # [batch, time] character ids, or [batch, time, 2] with bigram ids (long)
     tags: torch.Tensor  # [batch, time] long (0 at padding)
     mask: torch.Tensor  # [batch, time] bool
     lengths: torch.Tensor  # [batch] long, always on the CPU (host-side bookkeeping needs no device sync)

@@ -1,4 +1,4 @@
-"""Embedding -> BiLSTM -> (LayerNorm) -> (self-attention) -> dropout -> linear -> CRF.
+"""Embedding (+ bigram embedding) -> BiLSTM -> (LayerNorm) -> (self-attention) -> dropout -> linear -> CRF.
 
 Padding never changes a prediction: the backward LSTM reads each sentence reversed within
 its own length (padding stays behind the real characters), attention masks padded keys,
@@ -81,15 +81,30 @@ class BiLSTMCRF(nn.Module):
 
     ``allowed`` (``tags.allowed_transitions(tagset)``) is the scheme's constraint, which the CRF's
     Viterbi applies when ``config.constrained``; without it every tag move is allowed (enough to
-    count parameters, not to tag).
+    count parameters, not to tag). ``bigram_vocab_size`` is the rows of the bigram table, read
+    when ``config.bigram_dim`` is set.
     """
 
-    def __init__(self, config: TrainConfig, vocab_size: int, num_tags: int, allowed: AllowedTransitions | None = None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        vocab_size: int,
+        num_tags: int,
+        allowed: AllowedTransitions | None = None,
+        bigram_vocab_size: int = 0,
+    ):
         super().__init__()
         self.config = config
         self.embedding = nn.Embedding(vocab_size, config.embed_dim, padding_idx=0)
+        if config.bigram_dim and bigram_vocab_size < 2:
+            raise ValueError("bigram_dim is set but there is no bigram table")
+        self.bigram_embedding = (
+            nn.Embedding(bigram_vocab_size, config.bigram_dim, padding_idx=0) if config.bigram_dim else None
+        )
         self.embed_dropout = nn.Dropout(config.embed_dropout)
-        self.lstm = PaddedBiLSTM(config.embed_dim, config.hidden_size, config.num_layers, config.dropout)
+        self.lstm = PaddedBiLSTM(
+            config.embed_dim + config.bigram_dim, config.hidden_size, config.num_layers, config.dropout
+        )
         width = 2 * config.hidden_size
         self.layer_norm = nn.LayerNorm(width) if config.layer_norm else nn.Identity()
         self.attention = SelfAttention(width) if config.attention else None
@@ -105,9 +120,16 @@ class BiLSTMCRF(nn.Module):
         self.lstm.packed = self.crf.scan = runtime.cuda
         return self.to(runtime.device)
 
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Character ids [batch, time], or with bigrams [batch, time, 2] (character id, bigram id),
+        to vectors [batch, time, embed_dim + bigram_dim]."""
+        if self.bigram_embedding is None:
+            return self.embedding(tokens)
+        return torch.cat([self.embedding(tokens[..., 0]), self.bigram_embedding(tokens[..., 1])], dim=-1)
+
     def emissions(self, tokens: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Per-position tag scores [batch, time, tags]; padded positions are left meaningless."""
-        x = self.layer_norm(self.lstm(self.embed_dropout(self.embedding(tokens)), lengths))
+        x = self.layer_norm(self.lstm(self.embed_dropout(self.embed(tokens)), lengths))
         if self.attention is not None:
             x = self.attention(x, mask)
         return self.classifier(self.dropout(x))

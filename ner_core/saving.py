@@ -20,6 +20,7 @@ from .runtime import Runtime
 from .tags import TagSet, allowed_transitions
 
 FILES = ("model.pt", "config.json", "vocab.json", "tags.json", "metrics.json")
+BIGRAMS = "bigrams.json"  # only in a model with --bigram-dim
 
 
 def save_model(directory: str | Path, result: Any, metrics: dict[str, Any]) -> Path:
@@ -29,6 +30,8 @@ def save_model(directory: str | Path, result: Any, metrics: dict[str, Any]) -> P
         torch.save(result.model.state_dict(), staging / "model.pt")
         (staging / "config.json").write_text(result.config.to_json() + "\n", encoding="utf-8")
         (staging / "vocab.json").write_text(json.dumps(result.vocab.itos, ensure_ascii=False) + "\n", encoding="utf-8")
+        if result.vocab.bigrams is not None:
+            (staging / BIGRAMS).write_text(json.dumps(result.vocab.bigrams, ensure_ascii=False) + "\n", encoding="utf-8")
         tags = {"scheme": result.tagset.scheme, "tags": list(result.tagset.tags)}
         (staging / "tags.json").write_text(json.dumps(tags) + "\n", encoding="utf-8")
         (staging / "metrics.json").write_text(
@@ -88,11 +91,14 @@ def load_model(directory: str | Path, runtime: Runtime | None = None) -> SavedMo
         raise UserError(f"{directory}: not a saved model (missing {', '.join(missing)})")
     try:
         config = TrainConfig.load(directory / "config.json")
-        vocab = Vocab(json.loads((directory / "vocab.json").read_text(encoding="utf-8")))
+        if config.bigram_dim and not (directory / BIGRAMS).is_file():
+            raise UserError(f"{directory}: not a saved model (missing {BIGRAMS}, which --bigram-dim needs)")
+        bigrams = json.loads((directory / BIGRAMS).read_text(encoding="utf-8")) if config.bigram_dim else None
+        vocab = Vocab(json.loads((directory / "vocab.json").read_text(encoding="utf-8")), bigrams)
         tags = json.loads((directory / "tags.json").read_text(encoding="utf-8"))
         tagset = TagSet(tags["scheme"], tuple(tags["tags"]))
         metrics = json.loads((directory / "metrics.json").read_text(encoding="utf-8"))
-        model = BiLSTMCRF(config, len(vocab), len(tagset), allowed_transitions(tagset))
+        model = BiLSTMCRF(config, len(vocab), len(tagset), allowed_transitions(tagset), vocab.n_bigrams)
         model.load_state_dict(torch.load(directory / "model.pt", map_location="cpu", weights_only=True))
     except (ValueError, KeyError, RuntimeError) as err:
         raise UserError(f"{directory}: damaged saved model ({str(err).splitlines()[0]})") from None

@@ -131,7 +131,7 @@ def build_model(
     config: TrainConfig, vocab: Vocab, tagset: TagSet, vectors: dict[str, torch.Tensor] | None = None
 ) -> tuple[BiLSTMCRF, int | None]:
     """A fresh model; with pretrained vectors, its embedding starts from them (and is fine-tuned)."""
-    model = BiLSTMCRF(config, len(vocab), len(tagset), allowed_transitions(tagset))
+    model = BiLSTMCRF(config, len(vocab), len(tagset), allowed_transitions(tagset), vocab.n_bigrams)
     found = None
     if vectors is not None:
         generator = torch.Generator().manual_seed(config.seed)
@@ -188,7 +188,7 @@ def train_epoch(
     for group in tqdm(groups, desc=desc, leave=False, unit="batch", disable=None if progress else True):
         batch = split.batch(group)
         tokens += batch.real_tokens
-        positions += batch.tokens.numel()
+        positions += batch.mask.numel()
         batch = batch.to(device)
         optimizer.zero_grad(set_to_none=True)
         loss = model.loss(batch.tokens, batch.tags, batch.mask, batch.lengths)
@@ -216,7 +216,7 @@ def prepare(
     runtime.apply()
     seed_everything(config.seed)
     vectors = read_word2vec(embeddings, config.embed_dim) if embeddings else None
-    vocab = Vocab.build(corpus.train, extra=vectors or ())
+    vocab = Vocab.build(corpus.train, extra=vectors or (), bigrams=config.bigram_dim > 0)
     model, found = build_model(config, vocab, corpus.tagset, vectors)
     if log and vectors is not None:
         log(f"pretrained vectors: {found:,} of {len(vocab) - 2:,} vocabulary characters found in {embeddings}")

@@ -35,13 +35,14 @@ class Objective:
         self.space = space
         self.runtime = runtime
         self.embeddings = embeddings
-        self.vocab_size = len(Vocab.build(corpus.train))
+        self.vocab = Vocab.build(corpus.train, bigrams=True)  # sizes for counting parameters
 
     def __call__(self, trial: optuna.Trial) -> float:
         config = self.space.suggest(trial, self.base)
         # which process runs it (host:pid): after a crash, whose trial it was
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        trial.set_user_attr("parameters", count_parameters(BiLSTMCRF(config, self.vocab_size, len(self.corpus.tagset))))
+        model = BiLSTMCRF(config, len(self.vocab), len(self.corpus.tagset), bigram_vocab_size=self.vocab.n_bigrams)
+        trial.set_user_attr("parameters", count_parameters(model))
         history: list[EpochResult] = []
 
         def report(epoch: EpochResult) -> None:

@@ -85,6 +85,7 @@ PARAMS = {
         Param("embed_dim", "choice", (50, 100, 200), "--embed-dims", "character embedding sizes", (1, 4096)),
         Param("weight_decay", "float", (1e-4, 0.1), "--weight-decay-range", "AdamW weight decay", (0, 10), log=True),
         Param("embed_dropout", "float", (0.0, 0.5), "--embed-dropout-range", "dropout on the embeddings", (0, 1)),
+        Param("bigram_dim", "choice", (0, 50, 100), "--bigram-dims", "bigram embedding sizes (0: none)", (0, 4096)),
     )
 }
 DEFAULT_SEARCH = ("lr", "hidden_size", "num_layers", "dropout", "batch_size")

@@ -29,6 +29,7 @@ def test_json_round_trip():
         ('{"hidden_size": "big"}', "hidden_size must be int"),
         ('{"dropout": 1.5}', "--dropout must be in [0, 1)"),
         ('{"embed_dropout": -0.1}', "--embed-dropout must be in [0, 1)"),
+        ('{"bigram_dim": -1}', "--bigram-dim must be >= 0 (0: no bigrams), got -1"),
         ("[1]", "expected a JSON object"),
         ('{"lr": }', "c.json:1: not valid JSON"),
     ],

@@ -4,7 +4,7 @@ import sys
 import pytest
 import torch
 
-from ner_core.data import EncodedSplit, Vocab, load_corpus, read_conll
+from ner_core.data import EncodedSplit, Vocab, bigrams_of, load_corpus, read_conll
 from ner_core.errors import CorpusError, UserError
 from ner_core.synthetic import make_corpus
 
@@ -91,6 +91,19 @@ def test_vocabulary_comes_from_training_only(tmp_path):
     vocab = Vocab.build(corpus.train)
     assert vocab.itos == ["<PAD>", "<UNK>", "王", "曰"]
     assert vocab.encode("漢王") == [1, 2]
+
+
+def test_bigrams_pair_each_character_with_the_next_and_need_two_sightings(tmp_path):
+    assert bigrams_of("王曰") == ["王曰", "曰</s>"]
+    write(tmp_path / "train.txt", "王\tS-PER\n曰\tO\n\n王\tS-PER\n曰\tO\n\n漢\tO\n\n")
+    write(tmp_path / "dev.txt", "漢\tO\n\n")
+    corpus = load_corpus(tmp_path)
+    vocab = Vocab.build(corpus.train, bigrams=True)
+    assert vocab.bigrams == ["<PAD>", "<UNK>", "王曰", "曰</s>"]  # 漢</s> was seen once: <UNK>
+    assert vocab.encode("王曰漢") == [[2, 2], [3, 1], [4, 1]]
+    assert Vocab.build(corpus.train).encode("王曰") == [2, 3]  # no table: character ids only
+    split = EncodedSplit(corpus.train, vocab, corpus.tagset)
+    assert split.batch([0, 2]).tokens.tolist() == [[[2, 2], [3, 3]], [[4, 1], [0, 0]]]
 
 
 def test_bucketed_batches_cover_every_sentence_once_with_little_padding(tmp_path):

@@ -275,7 +275,7 @@ def test_the_pruner_is_stored_and_a_resume_with_another_says_so_once(workdir, ca
 
 
 def test_a_new_searched_setting_is_one_table_row(workdir, monkeypatch):
-    """Embedding size is searchable by --search alone; a new row (here: clip_norm) brings its own flag."""
+    """Embedding sizes are searchable by --search alone; a new row (here: clip_norm) brings its own flag."""
     monkeypatch.setitem(
         space.PARAMS,
         "clip_norm",
@@ -289,10 +289,14 @@ def test_a_new_searched_setting_is_one_table_row(workdir, monkeypatch):
         "--search",
         "lr",
         "embed_dim",
+        "bigram_dim",
         "clip_norm",
         "--embed-dims",
         "8",
         "12",
+        "--bigram-dims",
+        "0",
+        "4",
         "--clip-range",
         "2",
         "3",
@@ -305,8 +309,9 @@ def test_a_new_searched_setting_is_one_table_row(workdir, monkeypatch):
         del args[i : i + (3 if flag != "--hidden-sizes" else 3)]
     assert study_run.main(args) == 0
     trials = load(workdir).trials
-    assert all(set(t.params) == {"lr", "embed_dim", "clip_norm"} for t in trials)
+    assert all(set(t.params) == {"lr", "embed_dim", "bigram_dim", "clip_norm"} for t in trials)
     assert all(t.params["embed_dim"] in (8, 12) and 2 <= t.params["clip_norm"] <= 3 for t in trials)
+    assert all(t.params["bigram_dim"] in (0, 4) for t in trials)
     assert all(t.user_attrs["parameters"] > 0 for t in trials)
     assert load(workdir).user_attrs["base_config"]["hidden_size"] == 8
 

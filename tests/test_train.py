@@ -9,6 +9,7 @@ from ner_core.embeddings import read_word2vec
 from ner_core.errors import NonFiniteLossError, UserError
 from ner_core.model import BiLSTMCRF
 from ner_core.runtime import Runtime
+from ner_core.saving import load_model, save_model
 from ner_core.train import evaluate, fit, predict_ids
 
 from .conftest import needs_bfloat16, run
@@ -21,10 +22,13 @@ def test_model_learns_a_synthetic_task(corpus_dir, tiny_config):
     assert result.history[-1].loss < result.history[0].loss
 
 
-@pytest.mark.parametrize("precision, atol", [("float32", 1e-5), pytest.param("bfloat16", 2e-2, marks=needs_bfloat16)])
-def test_padding_never_changes_a_prediction(corpus_dir, tiny_config, precision, atol):
+@pytest.mark.parametrize(
+    "precision, atol, bigram_dim",
+    [("float32", 1e-5, 0), ("float32", 1e-5, 8), pytest.param("bfloat16", 2e-2, 0, marks=needs_bfloat16)],
+)
+def test_padding_never_changes_a_prediction(corpus_dir, tiny_config, precision, atol, bigram_dim):
     corpus = load_corpus(corpus_dir)
-    config = tiny_config.replace(max_epochs=1, num_layers=2, dropout=0.3)
+    config = tiny_config.replace(max_epochs=1, num_layers=2, dropout=0.3, bigram_dim=bigram_dim)
     result = fit(config, corpus, runtime=Runtime("cpu", 1, precision))
     dev = EncodedSplit(corpus.dev, result.vocab, result.tagset)
     alone = predict_ids(result.model, dev, batch_size=1)
@@ -160,6 +164,24 @@ def test_train_cli_then_predict_round_trip(corpus_dir, tmp_path):
     assert records[2]["entities"] == [{"type": "PER", "start": 2, "end": 3, "text": "趙"}]
     proc = run("ner_core.predict", str(out), "--format", "conll", input="之張王曰\n")
     assert proc.stdout == "之\tO\n張\tB-PER\n王\tE-PER\n曰\tO\n\n"
+
+
+def test_a_bigram_model_reads_bigrams_and_saves_their_table(corpus_dir, tiny_config, tmp_path):
+    corpus = load_corpus(corpus_dir)
+    result = fit(tiny_config.replace(bigram_dim=8, max_epochs=2), corpus)
+    assert result.vocab.n_bigrams > 2 and result.model.lstm.forward_layers[0].input_size == 16 + 8
+    dev = EncodedSplit(corpus.dev, result.vocab, result.tagset)
+    assert dev.batch([0, 1]).tokens.shape[-1] == 2  # [character id, bigram id] per position
+    save_model(tmp_path / "m", result, {})
+    saved = load_model(tmp_path / "m")
+    assert saved.vocab.bigrams == result.vocab.bigrams
+    assert predict_ids(saved.model, EncodedSplit(corpus.dev, saved.vocab, None)) == predict_ids(result.model, dev)
+    # the bigrams change the model: without them the same seed learns other weights
+    plain = fit(tiny_config.replace(max_epochs=2), corpus)
+    assert [h.loss for h in plain.history] != [h.loss for h in result.history]
+    (tmp_path / "m" / "bigrams.json").unlink()
+    with pytest.raises(UserError, match=r"m: not a saved model \(missing bigrams.json, which --bigram-dim needs\)"):
+        load_model(tmp_path / "m")
 
 
 def test_predict_cli_rejects_a_folder_that_is_not_a_model(tmp_path):
