@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import statistics
 
 import optuna
 import torch
@@ -25,16 +26,29 @@ CAUGHT = (TrainingError, torch.OutOfMemoryError, MemoryError)
 
 
 class Objective:
-    """Trains one suggested configuration on train, scores it on dev (never test)."""
+    """Trains one suggested configuration on train, scores it on dev (never test).
+
+    With ``seeds`` > 1 the configuration trains under seeds seed, seed+1, ... and its value is the
+    mean of their best dev scores: a choice less at the mercy of one run's luck, at that many
+    times the cost. The pruner judges the first seed's learning curve; the others, trained only
+    for a configuration that got past it, run to the end.
+    """
 
     def __init__(
-        self, corpus: Corpus, base: TrainConfig, space: SearchSpace, runtime: Runtime, embeddings: str | None = None
+        self,
+        corpus: Corpus,
+        base: TrainConfig,
+        space: SearchSpace,
+        runtime: Runtime,
+        embeddings: str | None = None,
+        seeds: int = 1,
     ):
         self.corpus = corpus
         self.base = base
         self.space = space
         self.runtime = runtime
         self.embeddings = embeddings
+        self.seeds = seeds
         self.vocab = Vocab.build(corpus.train, bigrams=True)  # sizes for counting parameters
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -43,43 +57,62 @@ class Objective:
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         model = BiLSTMCRF(config, len(self.vocab), len(self.corpus.tagset), bigram_vocab_size=self.vocab.n_bigrams)
         trial.set_user_attr("parameters", count_parameters(model))
-        history: list[EpochResult] = []
+        runs: list[list[EpochResult]] = []
 
         def report(epoch: EpochResult) -> None:
-            history.append(epoch)
+            runs[-1].append(epoch)
+            if len(runs) > 1:
+                return
             trial.report(epoch.objective, epoch.epoch)
             if trial.should_prune():
-                record(trial, history, self.runtime)
+                record(trial, runs, self.runtime)
                 raise optuna.TrialPruned(f"pruned after epoch {epoch.epoch} (dev {epoch.objective:.4f})")
 
+        result = None
         try:
-            result = fit(config, self.corpus, runtime=self.runtime, on_epoch=report, embeddings=self.embeddings)
+            for i in range(self.seeds):
+                runs.append([])
+                result = fit(
+                    config.replace(seed=config.seed + i),
+                    self.corpus,
+                    runtime=self.runtime,
+                    on_epoch=report,
+                    embeddings=self.embeddings,
+                )
         except CAUGHT as err:
             # Recorded as FAIL with its reason (Optuna stores fail_reason too); the study goes on.
             trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}")
-            record(trial, history, self.runtime)
+            record(trial, runs, self.runtime)
             raise
-        record(trial, history, self.runtime, result)
-        return result.best_value
+        record(trial, runs, self.runtime, result)
+        return statistics.fmean(best_epoch(run).objective for run in runs)
 
 
 def record(
-    trial: optuna.Trial, history: list[EpochResult], runtime: Runtime, result: TrainResult | None = None
+    trial: optuna.Trial, runs: list[list[EpochResult]], runtime: Runtime, result: TrainResult | None = None
 ) -> None:
-    """User attributes every trial carries, finished or not (the dashboard shows them as columns)."""
-    if not history:
+    """User attributes every trial carries, finished or not (the dashboard shows them as columns).
+
+    ``runs``: the epochs of each seed's run so far. Epoch counts are the first seed's (what the
+    pruner saw); dev scores are means over the seeds' best epochs, as the trial's value is.
+    """
+    runs = [run for run in runs if run]
+    if not runs:
         return
-    best = best_epoch(history)
+    bests = [best_epoch(run) for run in runs]
+    epochs = [e for run in runs for e in run]
     attrs = {
-        "epochs_run": len(history),
-        "best_epoch": best.epoch,
-        "seconds": round(sum(e.seconds for e in history), 2),
-        "tokens_per_s": round(throughput(history), 1),
-        "dev_entity_f1": round(float(best.dev["entity_f1"]), 6),
-        "dev_token_macro_f1": round(float(best.dev["token_macro_f1"]), 6),
+        "epochs_run": len(runs[0]),
+        "best_epoch": bests[0].epoch,
+        "seconds": round(sum(e.seconds for e in epochs), 2),
+        "tokens_per_s": round(throughput(epochs), 1),
+        "dev_entity_f1": round(statistics.fmean(float(b.dev["entity_f1"]) for b in bests), 6),
+        "dev_token_macro_f1": round(statistics.fmean(float(b.dev["token_macro_f1"]) for b in bests), 6),
         # float sums depend on device, thread count and precision: study.best retrains on the same to reproduce
         **runtime.record(),
     }
+    if len(runs) > 1:
+        attrs["dev_per_seed"] = [round(b.objective, 6) for b in bests]
     if result is not None:
         attrs["stop_reason"] = result.stop_reason
     for key, value in attrs.items():

@@ -115,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"median pruner: a trial is first compared with the median after this epoch; hyperband: the "
         f"fewest epochs a trial runs (default {DEFAULTS.warmup_epochs})",
     )
+    run.add_argument(
+        "--seeds-per-trial",
+        type=int,
+        help="train each configuration under this many seeds (seed, seed+1, ...) and score it by their mean dev "
+        f"score: a choice less owed to one run's luck, at that many times the cost (default "
+        f"{DEFAULTS.seeds_per_trial}); stored with the study",
+    )
     run.add_argument("--embeddings", help="pretrained character vectors (word2vec text) for every trial")
     run.add_argument("--no-report", action="store_true", help="skip the plotly report at the end")
     run.add_argument("--quiet", action="store_true", help="no progress bar or per-trial lines")
@@ -142,7 +149,13 @@ def parse_workers(value: str, device: str) -> int:
 
 def check_args(args: argparse.Namespace) -> None:
     """One-line errors for options out of range or that do not apply."""
-    for name, least in (("trials", 1), ("workers", 1), ("startup_trials", 0), ("warmup_epochs", 0)):
+    for name, least in (
+        ("trials", 1),
+        ("workers", 1),
+        ("startup_trials", 0),
+        ("warmup_epochs", 0),
+        ("seeds_per_trial", 1),
+    ):
         value = getattr(args, name)
         if value is not None and value < least:
             raise UserError(f"--{name.replace('_', '-')} must be at least {least}, got {value}")
@@ -176,6 +189,7 @@ def settings_from_args(args: argparse.Namespace, data_dir: str, cuda: bool) -> S
         pruner=args.pruner or DEFAULTS.pruner,
         startup_trials=DEFAULTS.startup_trials if args.startup_trials is None else args.startup_trials,
         warmup_epochs=DEFAULTS.warmup_epochs if args.warmup_epochs is None else args.warmup_epochs,
+        seeds_per_trial=args.seeds_per_trial or DEFAULTS.seeds_per_trial,
     )
     if args.baseline and (outside := space.outside(TrainConfig())):
         notebook = TrainConfig()
@@ -197,7 +211,7 @@ def ignored(args: argparse.Namespace, asked: StudySettings, kept: StudySettings)
         ):
             values = asked.space.ranges.get(p.name)
             out.append(f"{p.flag} {' '.join(f'{v:g}' for v in values)}" if values else f"--search without {p.name}")
-    for name in ("metric", "sampler", "pruner", "startup_trials", "warmup_epochs"):
+    for name in ("metric", "sampler", "pruner", "startup_trials", "warmup_epochs", "seeds_per_trial"):
         if getattr(args, name) is not None and getattr(asked, name) != getattr(kept, name):
             out.append(f"--{name.replace('_', '-')} {getattr(args, name)}")
     for name, value in asked.base.to_dict().items():
@@ -308,7 +322,12 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             objective = Objective(
-                load_corpus(settings.data_dir), settings.base, settings.space, runtime, args.embeddings
+                load_corpus(settings.data_dir),
+                settings.base,
+                settings.space,
+                runtime,
+                args.embeddings,
+                settings.seeds_per_trial,
             )
             gate = study.sampler.gate
             run_trials(study, objective, gate, args.timeout, bar=not (args.quiet or args.child), lines=not args.quiet)

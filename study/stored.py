@@ -53,6 +53,8 @@ class StudySettings:
     # noisy; see README "The search").
     startup_trials: int = 5
     warmup_epochs: int = 3
+    # Training runs per trial, under seeds seed, seed+1, ...; the trial's value is their mean dev score.
+    seeds_per_trial: int = 1
 
     def to_attrs(self) -> dict[str, Any]:
         return {
@@ -65,6 +67,7 @@ class StudySettings:
                 "pruner": self.pruner,
                 "startup_trials": self.startup_trials,
                 "warmup_epochs": self.warmup_epochs,
+                "seeds_per_trial": self.seeds_per_trial,
             },
         }
 

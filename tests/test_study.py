@@ -210,6 +210,7 @@ def test_best_chooses_among_the_top_trials_by_mean_dev_and_tests_only_the_chosen
         (["--storage", "mongodb://x/y"], "unknown storage scheme 'mongodb'"),
         (["--trials", "0"], "--trials must be at least 1, got 0"),
         (["--startup-trials", "-1"], "--startup-trials must be at least 0, got -1"),
+        (["--seeds-per-trial", "0"], "--seeds-per-trial must be at least 1, got 0"),
         (
             ["--sampler", "random", "--pruner", "hyperband", "--startup-trials", "0"],
             "--startup-trials applies to --sampler tpe and --pruner median only",
@@ -257,6 +258,7 @@ def test_the_pruner_is_stored_and_a_resume_with_another_says_so_once(workdir, ca
         "pruner": "hyperband",
         "startup_trials": 5,
         "warmup_epochs": 1,
+        "seeds_per_trial": 1,
     }
     assert study.metric_names == ["dev token macro-F1"]  # the dashboard's name for the objective
     capsys.readouterr()
@@ -272,6 +274,33 @@ def test_the_pruner_is_stored_and_a_resume_with_another_says_so_once(workdir, ca
     args = without(study_args(workdir, "--trials", "4", "--no-report", "--seed", "7"), "--startup-trials")
     assert study_run.main(without(args, "--warmup-epochs")) == 0
     assert capsys.readouterr().err == ""  # a worker's own --seed is not a setting it ignores
+
+
+def test_seeds_per_trial_scores_a_trial_by_its_seeds_mean_and_best_retrains_those_seeds(workdir, capsys):
+    args = study_args(workdir, "--trials", "3", "--no-report", "--seeds-per-trial", "2")
+    assert study_run.main(args) == 0
+    study = load(workdir)
+    assert study.user_attrs["search"]["seeds_per_trial"] == 2
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert complete
+    for trial in complete:
+        per_seed = trial.user_attrs["dev_per_seed"]
+        assert len(per_seed) == 2 and per_seed[0] != per_seed[1]  # two runs, not one counted twice
+        assert trial.value == pytest.approx(sum(per_seed) / 2, abs=1e-6)
+        assert trial.user_attrs["dev_token_macro_f1"] == pytest.approx(trial.value, abs=1e-6)
+    # the pruner judges the first seed's curve: one intermediate value per epoch of that run
+    assert all(len(t.intermediate_values) == t.user_attrs["epochs_run"] for t in study.trials)
+    # study.best retrains the same seeds (42, 43): each reproduces its search run exactly
+    storage = f"sqlite:///{workdir / 'study.db'}"
+    assert study_best.main(["--storage", storage, "--seeds", "2", "--quiet"]) == 0
+    report = json.loads((workdir / "results" / "bilstm-crf" / "best.json").read_text())
+    runs = [r["dev"]["token_macro_f1"] for r in report["runs"]]
+    assert runs == pytest.approx(study.best_trial.user_attrs["dev_per_seed"], abs=1e-6)
+    capsys.readouterr()
+    assert study_run.main([*without(args, "--seeds-per-trial", "--trials"), "--trials", "3"]) == 0
+    assert capsys.readouterr().err == ""  # not given: nothing ignored
+    assert study_run.main([*without(args, "--seeds-per-trial"), "--seeds-per-trial", "3"]) == 0
+    assert "ignored: --seeds-per-trial 3" in capsys.readouterr().err
 
 
 def test_a_new_searched_setting_is_one_table_row(workdir, monkeypatch):
