@@ -191,12 +191,14 @@ def test_predict_cli_rejects_a_folder_that_is_not_a_model(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_the_gpu_paths_compute_what_the_cpu_paths_compute(corpus_dir, tiny_config):
+@pytest.mark.parametrize("bigram_dim", [0, 8])
+def test_the_gpu_paths_compute_what_the_cpu_paths_compute(corpus_dir, tiny_config, bigram_dim):
     """The packed LSTM and the CRF's trees, run here on the CPU: same emissions, loss, gradients and tags
     as the padded LSTM and the loops over time (what a GPU runs is tested where CI runs). In float32:
     a bfloat16 LSTM rounds the two ways differently."""
     corpus = load_corpus(corpus_dir)
-    result = fit(tiny_config.replace(max_epochs=1, num_layers=2), corpus, runtime=Runtime(precision="float32"))
+    config = tiny_config.replace(max_epochs=1, num_layers=2, bigram_dim=bigram_dim)
+    result = fit(config, corpus, runtime=Runtime(precision="float32"))
     model = result.model.eval()  # no dropout: both ways see the same network
     dev = EncodedSplit(corpus.dev, result.vocab, corpus.tagset)
     batch = dev.batch(list(range(len(dev))))  # unsorted: every length padded to the longest
