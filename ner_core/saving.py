@@ -29,9 +29,9 @@ def save_model(directory: str | Path, result: Any, metrics: dict[str, Any]) -> P
     def write(staging: Path) -> None:
         torch.save(result.model.state_dict(), staging / "model.pt")
         (staging / "config.json").write_text(result.config.to_json() + "\n", encoding="utf-8")
-        (staging / "vocab.json").write_text(json.dumps(result.vocab.itos, ensure_ascii=False) + "\n", encoding="utf-8")
-        if result.vocab.bigrams is not None:
-            (staging / BIGRAMS).write_text(json.dumps(result.vocab.bigrams, ensure_ascii=False) + "\n", encoding="utf-8")
+        for name, table in (("vocab.json", result.vocab.itos), (BIGRAMS, result.vocab.bigrams)):
+            if table is not None:
+                (staging / name).write_text(json.dumps(table, ensure_ascii=False) + "\n", encoding="utf-8")
         tags = {"scheme": result.tagset.scheme, "tags": list(result.tagset.tags)}
         (staging / "tags.json").write_text(json.dumps(tags) + "\n", encoding="utf-8")
         (staging / "metrics.json").write_text(

@@ -1,9 +1,10 @@
 """A study as its storage keeps it: its name and results folder, the settings it was created with,
 and its trials.
 
-The settings (fixed configuration, search space, metric, corpus folder, sampler and pruner) are
-written into the study's user attributes when it is created and read back by every later run,
-worker, ``study.best`` and ``study.report``: a resumed study searches as it was created to.
+The settings (fixed configuration, search space, metric, corpus folder, sampler, pruner and
+seeds per trial) are written into the study's user attributes when it is created and read back
+by every later run, worker, ``study.best`` and ``study.report``: a resumed study searches as it
+was created to.
 """
 
 from __future__ import annotations
