@@ -44,7 +44,7 @@ train: install data
 study: install data
 	$(PY) -m study.run --trials $(TRIALS) --workers $(WORKERS) --data-dir $(DATA_DIR) $(STORAGE_ARG)
 
-# A quick look, about 30 s on 2 cores: small models, few epochs, its own study name.
+# A quick look, 30 s to a minute on 2 cores: small models, few epochs, its own study name.
 demo: install data
 	$(PY) -m study.run --study-name demo --trials 6 --max-epochs 3 --hidden-sizes 32 64 --layers-range 1 1 \
 		--batch-sizes 32 64 --startup-trials 3 --warmup-epochs 2 --data-dir $(DATA_DIR) $(STORAGE_ARG)
