@@ -47,7 +47,7 @@ study: install data
 # A quick look, 30 s to a minute on 2 cores: small models, few epochs, its own study name.
 demo: install data
 	$(PY) -m study.run --study-name demo --trials 6 --max-epochs 3 --hidden-sizes 32 64 --layers-range 1 1 \
-		--batch-sizes 32 64 --startup-trials 3 --warmup-epochs 2 --data-dir $(DATA_DIR) $(STORAGE_ARG)
+		--batch-sizes 32 64 --seeds-per-trial 1 --startup-trials 3 --warmup-epochs 2 --data-dir $(DATA_DIR) $(STORAGE_ARG)
 
 # Retrain the best configurations under 3 seeds, choose one by mean dev, score the test split once.
 best: install data

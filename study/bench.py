@@ -83,7 +83,9 @@ def bench_run(arm: str, seed: int, args: argparse.Namespace, data_dir: Path, ext
     db.unlink(missing_ok=True)
     command = [sys.executable, "-m", "study.run", "--study-name", "bench", "--storage", f"sqlite:///{db}"]
     command += ["--data-dir", str(data_dir), "--trials", "10000", "--timeout", str(args.budget)]
-    command += ["--seed", str(arm_seed(arm, seed)), "--no-report", "--quiet", *options, *extra]
+    # The arms compare samplers and pruners, one training run per trial (as measured in the README).
+    command += ["--seed", str(arm_seed(arm, seed)), "--seeds-per-trial", "1", "--no-report", "--quiet"]
+    command += [*options, *extra]
     if args.threads:
         command += ["--threads", str(args.threads)]
     print(f"arm {arm} ({name}), seed {seed}: running {args.budget:.0f} s ...", flush=True)

@@ -15,6 +15,7 @@ from study import best as study_best
 from study import objective as study_objective
 from study import run as study_run
 from study import space
+from study.stored import StudySettings
 
 
 @pytest.fixture
@@ -169,8 +170,11 @@ def test_best_retrains_tests_and_saves_a_loadable_model(workdir, capsys):
     assert 0 < report["summary"]["entity_f1"]["mean"] <= 1 and report["summary"]["entity_f1"]["std"] >= 0
     assert set(report["summary"]["per_type"]) == {"LOC", "PER"}
     study = load(workdir)
-    # seed 42 retrains exactly what the search trained: the same dev score
-    assert report["runs"][0]["dev"]["token_macro_f1"] == pytest.approx(study.best_value)
+    # seeds 42 and 43 retrain exactly what the search trained (two seeds per trial by default)
+    assert study.user_attrs["search"]["seeds_per_trial"] == 2
+    dev = [run["dev"]["token_macro_f1"] for run in report["runs"]]
+    assert dev == pytest.approx(study.best_trial.user_attrs["dev_per_seed"], abs=1e-6)
+    assert sum(dev) / 2 == pytest.approx(study.best_value)
     assert "| entity f1 |" in (out / "report.md").read_text()
     saved = load_model(out / "model")
     assert saved.config.hidden_size == study.best_params["hidden_size"]
@@ -258,7 +262,7 @@ def test_the_pruner_is_stored_and_a_resume_with_another_says_so_once(workdir, ca
         "pruner": "hyperband",
         "startup_trials": 5,
         "warmup_epochs": 1,
-        "seeds_per_trial": 1,
+        "seeds_per_trial": 2,
     }
     assert study.metric_names == ["dev token macro-F1"]  # the dashboard's name for the objective
     capsys.readouterr()
@@ -274,6 +278,13 @@ def test_the_pruner_is_stored_and_a_resume_with_another_says_so_once(workdir, ca
     args = without(study_args(workdir, "--trials", "4", "--no-report", "--seed", "7"), "--startup-trials")
     assert study_run.main(without(args, "--warmup-epochs")) == 0
     assert capsys.readouterr().err == ""  # a worker's own --seed is not a setting it ignores
+
+
+def test_a_study_stored_before_seeds_per_trial_keeps_one_seed_per_trial():
+    attrs = StudySettings(TrainConfig(), space.SearchSpace.default(), "corpus").to_attrs()
+    assert attrs["search"]["seeds_per_trial"] == 2  # the default for new studies
+    del attrs["search"]["seeds_per_trial"]
+    assert StudySettings.from_attrs(attrs, "old").seeds_per_trial == 1
 
 
 def test_seeds_per_trial_scores_a_trial_by_its_seeds_mean_and_best_retrains_those_seeds(workdir, capsys):
