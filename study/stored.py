@@ -55,7 +55,7 @@ class StudySettings:
     startup_trials: int = 5
     warmup_epochs: int = 3
     # Training runs per trial, under seeds seed, seed+1, ...; the trial's value is their mean dev
-    # score. Two beat one in the same wall time on CHisIEC (README "One trial or three?").
+    # score. Two beat one in the same wall time on CHisIEC (README "What a study found").
     seeds_per_trial: int = 2
 
     def to_attrs(self) -> dict[str, Any]:
