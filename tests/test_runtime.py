@@ -26,7 +26,7 @@ def without_bfloat16(monkeypatch):
 @pytest.fixture
 def with_bfloat16(monkeypatch):
     monkeypatch.delenv("NER_HPO_BFLOAT16", raising=False)
-    monkeypatch.setattr(runtime, "_onednn_bfloat16", lambda: True)
+    monkeypatch.setattr(runtime, "_bfloat16_instructions", lambda: True)
 
 
 def test_auto_picks_float32_without_bfloat16_hardware(without_bfloat16):
@@ -39,6 +39,25 @@ def test_auto_picks_float32_without_bfloat16_hardware(without_bfloat16):
 def test_auto_picks_bfloat16_where_the_cpu_has_it(with_bfloat16):
     assert decide_runtime("cpu", 2, "auto") == Runtime("cpu", 2, "bfloat16")
     assert decide_runtime("cpu", 2, "float32").precision == "float32"
+
+
+@pytest.mark.parametrize(
+    ("avx512_bf16", "amx", "expected"), [(False, False, False), (True, False, True), (False, True, True)]
+)
+def test_bfloat16_hardware_means_its_instructions_not_onednns_emulation(monkeypatch, avx512_bf16, amx, expected):
+    # oneDNN answers yes on any AVX512 CPU, emulating bfloat16 where the instructions are missing,
+    # and an emulated bfloat16 LSTM trains slower than float32: auto must choose by the instructions.
+    monkeypatch.delenv("NER_HPO_BFLOAT16", raising=False)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    runtime._bfloat16_instructions.cache_clear()
+    try:
+        assert runtime.cpu_bfloat16() is expected
+        assert decide_runtime("cpu", 1, "auto").precision == ("bfloat16" if expected else "float32")
+    finally:
+        runtime._bfloat16_instructions.cache_clear()
 
 
 def test_threads_default_to_torchs_and_are_checked():
