@@ -10,6 +10,10 @@ MIRROR := $(if $(wildcard ../shared/chisiec/train.txt),--mirror ../shared/chisie
 STORAGE ?=
 STORAGE_ARG := $(if $(STORAGE),--storage $(STORAGE),)
 TRIALS ?= 50
+# Seconds after which `make study` starts no new trial (running ones finish; the same command
+# resumes): 50 two-seed trials took over 100 minutes on 2 cores without bfloat16, and this keeps
+# `make study` + `make best` within 2 hours there (README "The whole study"). Empty: no limit.
+STUDY_TIMEOUT ?= 5400
 # Worker processes for the study, each with cores/WORKERS torch threads: auto is one per CPU core
 # (2 here, as in the README's timings; at most 8), or 4 per GPU on a machine with NVIDIA GPUs.
 WORKERS ?= auto
@@ -40,9 +44,10 @@ data: $(DATA_DIR)/train.txt
 train: install data
 	$(PY) -m ner_core.train --data-dir $(DATA_DIR) --out results/notebook --test
 
-# The product's main job: a 50-trial Bayesian search (resumes if interrupted).
+# The product's main job: a 50-trial Bayesian search, at most 90 minutes (resumes if interrupted).
 study: install data
-	$(PY) -m study.run --trials $(TRIALS) --workers $(WORKERS) --data-dir $(DATA_DIR) $(STORAGE_ARG)
+	$(PY) -m study.run --trials $(TRIALS) --workers $(WORKERS) --data-dir $(DATA_DIR) $(STORAGE_ARG) \
+		$(if $(STUDY_TIMEOUT),--timeout $(STUDY_TIMEOUT),)
 
 # A quick look, 30 s to a minute on 2 cores: small models, few epochs, its own study name.
 demo: install data

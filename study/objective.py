@@ -68,7 +68,7 @@ class Objective:
                 record(trial, runs, self.runtime)
                 raise optuna.TrialPruned(f"pruned after epoch {epoch.epoch} (dev {epoch.objective:.4f})")
 
-        result = None
+        first: TrainResult | None = None
         try:
             for i in range(self.seeds):
                 runs.append([])
@@ -79,22 +79,24 @@ class Objective:
                     on_epoch=report,
                     embeddings=self.embeddings,
                 )
+                first = first or result
         except CAUGHT as err:
             # Recorded as FAIL with its reason (Optuna stores fail_reason too); the study goes on.
             trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}")
             record(trial, runs, self.runtime)
             raise
-        record(trial, runs, self.runtime, result)
+        record(trial, runs, self.runtime, first)
         return statistics.fmean(best_epoch(run).objective for run in runs)
 
 
 def record(
-    trial: optuna.Trial, runs: list[list[EpochResult]], runtime: Runtime, result: TrainResult | None = None
+    trial: optuna.Trial, runs: list[list[EpochResult]], runtime: Runtime, first: TrainResult | None = None
 ) -> None:
     """User attributes every trial carries, finished or not (the dashboard shows them as columns).
 
-    ``runs``: the epochs of each seed's run so far. Epoch counts are the first seed's (what the
-    pruner saw); dev scores are means over the seeds' best epochs, as the trial's value is.
+    ``runs``: the epochs of each seed's run so far. Epoch counts and the stop reason are the first
+    seed's (``first``: its finished run; what the pruner saw); dev scores are means over the seeds'
+    best epochs, as the trial's value is.
     """
     runs = [run for run in runs if run]
     if not runs:
@@ -113,7 +115,7 @@ def record(
     }
     if len(runs) > 1:
         attrs["dev_per_seed"] = [round(b.objective, 6) for b in bests]
-    if result is not None:
-        attrs["stop_reason"] = result.stop_reason
+    if first is not None:
+        attrs["stop_reason"] = first.stop_reason
     for key, value in attrs.items():
         trial.set_user_attr(key, value)

@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
-    print(summary(study, where, time.perf_counter() - started))
+    print(summary(study, where, time.perf_counter() - started, args.trials))
     return 0
 
 

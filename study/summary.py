@@ -49,8 +49,8 @@ def storage_note(where: StorageURL) -> str | None:
     return f"note: the password is not shown; {HOW_TO_PASS}" if where.password_hidden else None
 
 
-def summary(study: optuna.Study, where: StorageURL, seconds: float) -> str:
-    """Counts, the best trial, and the commands to run next."""
+def summary(study: optuna.Study, where: StorageURL, seconds: float, target: int | None = None) -> str:
+    """Counts, the best trial, and the commands to run next (``target``: the trials asked for)."""
     trials = study.get_trials(deepcopy=False)
     counts = {s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     done = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
@@ -59,6 +59,8 @@ def summary(study: optuna.Study, where: StorageURL, seconds: float) -> str:
         f"({counts[TrialState.COMPLETE]} complete, {counts[TrialState.PRUNED]} pruned, "
         f"{counts[TrialState.FAIL]} failed); this run took {seconds / 60:.1f} min",
     ]
+    if target is not None and done < target:  # only --timeout ends a run short of its target
+        lines.append(f"stopped by --timeout at {done} of {target} trials; the same command resumes the study")
     if counts[TrialState.COMPLETE]:
         best = study.best_trial
         lines.append(

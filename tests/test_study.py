@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import sqlite3
@@ -90,6 +91,10 @@ def test_study_prunes_resumes_without_overshoot_and_reports(workdir, capsys):
     assert len(load(workdir).trials) == 9
     assert study_run.main(study_args(workdir, "--trials", "9", "--sampler", "random")) == 0  # nothing runs
     assert len(load(workdir).trials) == 9
+    capsys.readouterr()
+    assert study_run.main(study_args(workdir, "--trials", "12", "--sampler", "random", "--timeout", "1e-6")) == 0
+    assert len(load(workdir).trials) == 9  # the time was up before a trial could start
+    assert "stopped by --timeout at 9 of 12 trials; the same command resumes" in capsys.readouterr().out
     trial = load(workdir).trials[0]
     assert {"epochs_run", "best_epoch", "seconds", "tokens_per_s", "parameters", "dev_entity_f1"} <= set(
         trial.user_attrs
@@ -287,7 +292,14 @@ def test_a_study_stored_before_seeds_per_trial_keeps_one_seed_per_trial():
     assert StudySettings.from_attrs(attrs, "old").seeds_per_trial == 1
 
 
-def test_seeds_per_trial_scores_a_trial_by_its_seeds_mean_and_best_retrains_those_seeds(workdir, capsys):
+def test_seeds_per_trial_scores_a_trial_by_its_seeds_mean_and_best_retrains_those_seeds(workdir, capsys, monkeypatch):
+    real_fit = study_objective.fit
+
+    def fit_naming_its_seed(config, *args, **kwargs):
+        result = real_fit(config, *args, **kwargs)
+        return dataclasses.replace(result, stop_reason=f"{result.stop_reason}, seed {config.seed}")
+
+    monkeypatch.setattr(study_objective, "fit", fit_naming_its_seed)
     args = study_args(workdir, "--trials", "3", "--no-report", "--seeds-per-trial", "2")
     assert study_run.main(args) == 0
     study = load(workdir)
@@ -299,8 +311,10 @@ def test_seeds_per_trial_scores_a_trial_by_its_seeds_mean_and_best_retrains_thos
         assert len(per_seed) == 2 and per_seed[0] != per_seed[1]  # two runs, not one counted twice
         assert trial.value == pytest.approx(sum(per_seed) / 2, abs=1e-6)
         assert trial.user_attrs["dev_token_macro_f1"] == pytest.approx(trial.value, abs=1e-6)
-    # the pruner judges the first seed's curve: one intermediate value per epoch of that run
+    # the pruner judges the first seed's curve: one intermediate value per epoch of that run, and
+    # the epoch counts and stop reason are that run's too
     assert all(len(t.intermediate_values) == t.user_attrs["epochs_run"] for t in study.trials)
+    assert all(t.user_attrs["stop_reason"].endswith(", seed 42") for t in complete)
     # study.best retrains the same seeds (42, 43): each reproduces its search run exactly
     storage = f"sqlite:///{workdir / 'study.db'}"
     assert study_best.main(["--storage", storage, "--seeds", "2", "--quiet"]) == 0
