@@ -44,7 +44,7 @@ data: $(DATA_DIR)/train.txt
 train: install data
 	$(PY) -m ner_core.train --data-dir $(DATA_DIR) --out results/notebook --test
 
-# The product's main job: a 50-trial Bayesian search, at most 90 minutes (resumes if interrupted).
+# The product's main job: a 50-trial Bayesian search, no new trial after 90 minutes (resumes if interrupted).
 study: install data
 	$(PY) -m study.run --trials $(TRIALS) --workers $(WORKERS) --data-dir $(DATA_DIR) $(STORAGE_ARG) \
 		$(if $(STUDY_TIMEOUT),--timeout $(STUDY_TIMEOUT),)
