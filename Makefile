@@ -54,7 +54,7 @@ demo: install data
 	$(PY) -m study.run --study-name demo --trials 6 --max-epochs 3 --hidden-sizes 32 64 --layers-range 1 1 \
 		--batch-sizes 32 64 --seeds-per-trial 1 --startup-trials 3 --warmup-epochs 2 --data-dir $(DATA_DIR) $(STORAGE_ARG)
 
-# Retrain the best configurations under 3 seeds, choose one by mean dev, score the test split once.
+# Retrain the best configuration under 3 seeds, refit it on train + dev, score the test split once per model.
 best: install data
 	$(PY) -m study.best --test --jobs 2 $(STORAGE_ARG)
 

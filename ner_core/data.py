@@ -5,6 +5,7 @@ Data flows one way: files -> Sentence -> (Vocab, TagSet) -> EncodedSplit -> Batc
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections import Counter
@@ -97,6 +98,10 @@ class Corpus:
     @property
     def scheme(self) -> str:
         return self.tagset.scheme
+
+    def with_dev_in_train(self) -> Corpus:
+        """Train on train + dev, no dev split left: for a final fit once dev has chosen everything."""
+        return dataclasses.replace(self, train=[*self.train, *self.dev], dev=[])
 
     def summary(self) -> str:
         """A short human description: sizes, scheme, types, invalid transitions."""

@@ -57,7 +57,7 @@ class EpochResult:
         return {
             "epoch": self.epoch,
             "loss": self.loss,
-            "objective": self.objective,
+            "objective": self.objective if self.dev else None,  # None: no dev split judged (JSON has no NaN)
             **{f"dev_{k}": v for k, v in dev.items()},
             "seconds": self.seconds,
             "tokens_per_s": self.tokens_per_s,
@@ -80,11 +80,12 @@ class TrainResult:
     stop_reason: str
     seconds: float
     embeddings_found: int | None = None
+    kept_last: bool = False  # fit(keep_last=True): the last epoch's weights, judged by no dev split
 
     @property
     def best(self) -> EpochResult:
         """The epoch whose state the model holds."""
-        return best_epoch(self.history)
+        return self.history[-1] if self.kept_last else best_epoch(self.history)
 
     @property
     def best_epoch(self) -> int:
@@ -232,8 +233,13 @@ def fit(
     embeddings: str | Path | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    keep_last: bool = False,
 ) -> TrainResult:
     """Train ``config`` on corpus.train, pick the epoch with the best dev objective.
+
+    ``keep_last`` trains every epoch of the schedule and keeps the last weights, with no early
+    stopping: for a final fit on ``corpus.with_dev_in_train()``, which has no dev split to judge
+    (dev is scored each epoch for the log where there is one, and decides nothing).
 
     ``runtime`` says where (default: ``decide_runtime()``, the GPU if there is one).
     ``on_epoch`` is called after every epoch; returning True stops the run (an exception it
@@ -241,6 +247,8 @@ def fit(
     infinite loss. The same seed and runtime on the same machine give the same numbers.
     """
     runtime = runtime or decide_runtime()
+    if not corpus.dev and not keep_last:
+        raise UserError(f"{corpus.directory}: no dev split to choose the best epoch on")
     model, vocab, found = prepare(config, corpus, runtime, embeddings, log)
     train_set = EncodedSplit(corpus.train, vocab, corpus.tagset)
     dev_set = EncodedSplit(corpus.dev, vocab, corpus.tagset)
@@ -263,9 +271,9 @@ def fit(
         )
         scheduler.step()
         train_seconds = time.perf_counter() - start
-        dev = evaluate(judged, dev_set, corpus.dev, corpus.tagset)
-        value = float(dev[OBJECTIVE_KEYS[config.objective]])
-        is_best = not history or value > best_epoch(history).objective
+        dev = evaluate(judged, dev_set, corpus.dev, corpus.tagset) if corpus.dev else {}
+        value = float(dev[OBJECTIVE_KEYS[config.objective]]) if dev else float("nan")
+        is_best = not keep_last and (not history or value > best_epoch(history).objective)
         history.append(
             EpochResult(
                 epoch=epoch,
@@ -286,10 +294,10 @@ def fit(
         if on_epoch is not None and on_epoch(history[-1]):
             stop_reason = "stopped by hook"
             break
-        if epoch - best_epoch(history).epoch >= config.patience:
+        if not keep_last and epoch - best_epoch(history).epoch >= config.patience:
             stop_reason = f"early stop (no better dev score in {config.patience} epochs)"
             break
-    model.load_state_dict(best_state)
+    model.load_state_dict(judged.state_dict() if keep_last else best_state)
     model.eval()
     return TrainResult(
         config=config,
@@ -301,14 +309,15 @@ def fit(
         stop_reason=stop_reason,
         seconds=time.perf_counter() - started,
         embeddings_found=found,
+        kept_last=keep_last,
     )
 
 
 def format_epoch(result: EpochResult, config: TrainConfig) -> str:
     dev = result.dev
+    judged = f"dev token-F1 {dev['token_macro_f1']:.4f}  entity-F1 {dev['entity_f1']:.4f}  " if dev else ""
     return (
-        f"epoch {result.epoch:>3}/{config.max_epochs}  loss {result.loss:8.3f}  "
-        f"dev token-F1 {dev['token_macro_f1']:.4f}  entity-F1 {dev['entity_f1']:.4f}  "
+        f"epoch {result.epoch:>3}/{config.max_epochs}  loss {result.loss:8.3f}  {judged}"
         f"{result.seconds:6.1f} s  {result.tokens_per_s:7,.0f} tok/s" + ("  *" if result.is_best else "")
     )
 

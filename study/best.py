@@ -3,9 +3,11 @@ mean dev score, and test only the chosen one.
 
 One trial's dev score is partly its seed's luck. So the top ``--top`` trials (by their search
 score) are retrained under ``--seeds`` seeds each, with early stopping on dev; the configuration
-with the best mean dev score is chosen, and with ``--test`` each of its retrained models is scored
-on the test split exactly once (the others never touch it). The chosen configuration's best-dev
-model is saved where ``python -m ner_core.predict`` can load it. ``--jobs`` retrains in parallel.
+with the best mean dev score is chosen. Dev has then done its job, so (unless ``--no-refit``) the
+chosen configuration is trained once more under each seed on train + dev, for the whole schedule,
+and those models are the ones kept: with ``--test`` each is scored on the test split exactly once
+(no other model touches it). The model of the seed whose retraining scored best on dev is saved
+where ``python -m ner_core.predict`` can load it. ``--jobs`` trains in parallel.
 """
 
 from __future__ import annotations
@@ -81,44 +83,74 @@ def epoch_lines(trial: int, seed: int) -> Callable[[str], None]:
 
 
 def retrain(
-    config: TrainConfig, runtime: Runtime, corpus: Corpus, folder: Path, log: Callable[[str], None] | None = None
+    config: TrainConfig,
+    runtime: Runtime,
+    corpus: Corpus,
+    folder: Path,
+    log: Callable[[str], None] | None = None,
+    refit: bool = False,
 ) -> dict[str, Any]:
-    """Train one configuration under its seed on train (early stopping on dev), save it in ``folder``."""
-    result = fit(config, corpus, runtime=runtime, progress=log is not None, log=log)
-    save_model(folder, result, result_metrics(result, corpus))
+    """Train one configuration under its seed and save it in ``folder``: on train with early stopping
+    on dev, or with ``refit`` on train + dev for the whole schedule, keeping the last weights."""
+    data = corpus.with_dev_in_train() if refit else corpus
+    result = fit(config, data, runtime=runtime, progress=log is not None, log=log, keep_last=refit)
+    save_model(folder, result, result_metrics(result, data))
     return {"seed": config.seed, "best_epoch": result.best_epoch, "dev": result.best_dev, "folder": str(folder)}
 
 
-def retrain_all(candidates: list[Candidate], seeds: int, corpus: Corpus, out: Path, jobs: int, quiet: bool) -> None:
-    """Every candidate under every seed, ``jobs`` at a time; fills each candidate's runs, in seed order."""
-    tasks = [
-        (c, c.config.replace(seed=c.config.seed + i), out / "retrained" / f"trial-{c.trial.number}-seed-{i}")
-        for c in candidates
-        for i in range(seeds)
-    ]
-    # disable=None: a bar in a terminal only; a log file gets the plain lines
-    bar = tqdm(total=len(tasks), desc="retraining", unit="run", disable=True if quiet else None)
+@dataclass
+class Task:
+    """One training of a candidate under one of the seeds: a retraining on train, or a refit on train + dev."""
 
-    def done(candidate: Candidate, run: dict[str, Any]) -> None:
-        candidate.runs.append(run)
-        key = OBJECTIVE_KEYS[candidate.config.objective]
-        bar.write(
-            f"trial {candidate.trial.number}, seed {run['seed']}: best epoch {run['best_epoch']}, "
-            f"dev {run['dev'][key]:.4f}"
-        )
+    candidate: Candidate
+    index: int  # which seed: the configuration's seed + index
+    refit: bool = False
+
+    @property
+    def config(self) -> TrainConfig:
+        return self.candidate.config.replace(seed=self.candidate.config.seed + self.index)
+
+    def folder(self, out: Path) -> Path:
+        kind = "refit" if self.refit else "retrained"
+        return out / kind / f"trial-{self.candidate.trial.number}-seed-{self.index}"
+
+
+def tasks_for(candidates: list[Candidate], seeds: int, refit: bool = False) -> list[Task]:
+    return [Task(c, i, refit) for c in candidates for i in range(seeds)]
+
+
+def train_all(tasks: list[Task], corpus: Corpus, out: Path, jobs: int, quiet: bool) -> None:
+    """Every task, ``jobs`` at a time, a line as each ends. A retraining's run joins its candidate's
+    runs (in seed order); a refit, which must come after its retraining in ``tasks``, sets that run's
+    ``refit_folder``, the model that is then tested and kept."""
+    # disable=None: a bar in a terminal only; a log file gets the plain lines
+    bar = tqdm(total=len(tasks), desc="training", unit="run", disable=True if quiet else None)
+
+    def done(task: Task, run: dict[str, Any]) -> None:
+        candidate = task.candidate
+        if task.refit:
+            candidate.runs[task.index]["refit_folder"] = run["folder"]
+            what = f"refit on train + dev for {run['best_epoch']} epochs"
+        else:
+            candidate.runs.append(run)
+            what = f"best epoch {run['best_epoch']}, dev {run['dev'][OBJECTIVE_KEYS[candidate.config.objective]]:.4f}"
+        bar.write(f"trial {candidate.trial.number}, seed {run['seed']}: {what}")
         bar.update()
+
+    def arguments(task: Task, log: Callable[[str], None] | None = None) -> tuple:
+        return (task.config, task.candidate.runtime, corpus, task.folder(out), log, task.refit)
 
     with bar:
         if jobs == 1:
-            for c, config, folder in tasks:
-                log = None if quiet else epoch_lines(c.trial.number, config.seed)
-                done(c, retrain(config, c.runtime, corpus, folder, log))
+            for task in tasks:
+                log = None if quiet else epoch_lines(task.candidate.trial.number, task.config.seed)
+                done(task, retrain(*arguments(task, log)))
             return
         # spawn: a forked child would inherit torch's thread pool in an unusable state
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [(c, pool.submit(retrain, config, c.runtime, corpus, folder)) for c, config, folder in tasks]
-            for c, future in futures:
-                done(c, future.result())
+            futures = [(task, pool.submit(retrain, *arguments(task))) for task in tasks]
+            for task, future in futures:
+                done(task, future.result())
 
 
 def mean_std(values: list[float]) -> dict[str, float]:
@@ -137,8 +169,17 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def scored_models(split: str, refit: bool) -> str:
+    """Which models the scores are of, where the kept ones are refit on train + dev."""
+    if not refit:
+        return ""
+    if split == "test":
+        return ", of the models refit on train + dev"
+    return ", of the retrainings on train (the kept models, refit on train + dev, have no dev score)"
+
+
 def markdown(
-    study_name: str, chosen: Candidate, candidates: list[Candidate], split: str, scores: dict[str, Any]
+    study_name: str, chosen: Candidate, candidates: list[Candidate], split: str, scores: dict[str, Any], refit: bool
 ) -> str:
     def ms(x: dict[str, float]) -> str:
         return f"{x['mean']:.4f} ± {x['std']:.4f}"
@@ -148,7 +189,8 @@ def markdown(
         f"# Study `{study_name}`: the chosen configuration, retrained",
         "",
         f"Trial {chosen.trial.number}, chosen from the top {len(candidates)} trial(s) by mean dev score over seeds "
-        f"{', '.join(map(str, seeds))}; scores on **{split}** as mean ± sample std over {len(seeds)} runs.",
+        f"{', '.join(map(str, seeds))}; scores on **{split}** as mean ± sample std over {len(seeds)} runs"
+        f"{scored_models(split, refit)}.",
         "",
         "| trial | search dev | mean dev over seeds |",
         "|---|---|---|",
@@ -194,6 +236,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3, help="retrainings with seeds seed, seed+1, ... (default 3)")
     parser.add_argument("--jobs", type=int, default=1, help="retrainings at once (default 1; each with --threads)")
     parser.add_argument("--test", action="store_true", help="score each model of the chosen trial on test once")
+    parser.add_argument(
+        "--refit",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="once chosen, train the configuration again under each seed on train + dev (12%% more "
+        "sentences on CHisIEC; the whole schedule, last weights) and test and keep those models "
+        "(default on; --no-refit tests and keeps the models trained on train alone)",
+    )
     parser.add_argument("--out", help="output folder (default results/<study>)")
     parser.add_argument(
         "--quiet", action="store_true", help="no progress bars or epoch lines (bars show in a terminal only)"
@@ -221,11 +271,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"trial {trial.number} (dev {trial.value:.4f}): {json.dumps(trial.params)}")
         corpus = load_corpus(args.data_dir or study.user_attrs.get("data_dir"), with_test=args.test)
         out = Path(args.out) if args.out else results_dir(args.study_name)
+        work = tasks_for(candidates, args.seeds)
+        # With one candidate the choice is known: its refits train alongside the retrainings.
+        refit_now = args.refit and len(candidates) == 1
+        if refit_now:
+            work += tasks_for(candidates, args.seeds, refit=True)
         print(
-            f"retraining {len(candidates)} trial(s) x {args.seeds} seed(s) on {candidates[0].runtime}, "
+            f"retraining {len(candidates)} trial(s) x {args.seeds} seed(s)"
+            f"{' and refitting it on train + dev' if refit_now else ''} on {candidates[0].runtime}, "
             f"{args.jobs} at a time"
         )
-        retrain_all(candidates, args.seeds, corpus, out, args.jobs, args.quiet)
+        train_all(work, corpus, out, args.jobs, args.quiet)
         chosen = max(candidates, key=lambda c: c.mean_dev)  # the earlier (better-searched) one of equals
         if len(candidates) > 1:
             print(
@@ -233,11 +289,15 @@ def main(argv: list[str] | None = None) -> int:
                 + ", ".join(f"trial {c.trial.number} {c.mean_dev:.4f}" for c in candidates)
                 + f"; chosen: trial {chosen.trial.number}"
             )
+        if args.refit and not refit_now:
+            print(f"refitting trial {chosen.trial.number} on train + dev under {args.seeds} seed(s)")
+            train_all(tasks_for([chosen], args.seeds, refit=True), corpus, out, args.jobs, args.quiet)
+        kept = "refit_folder" if args.refit else "folder"
         split = "test" if args.test else "dev"
         if args.test:
             assert corpus.test is not None
             for run in chosen.runs:  # the only models that ever see the test split, each once
-                saved = load_model(run["folder"], chosen.runtime)
+                saved = load_model(run[kept], chosen.runtime)
                 run["test"] = evaluate(
                     saved.model, EncodedSplit(corpus.test, saved.vocab, saved.tagset), corpus.test, saved.tagset
                 )
@@ -248,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = aggregate([r[split] for r in chosen.runs])
         key = OBJECTIVE_KEYS[chosen.config.objective]
         best_run = max(chosen.runs, key=lambda r: r["dev"][key])
-        model_dir = copy_model(best_run["folder"], out / "model")
+        model_dir = copy_model(best_run[kept], out / "model")
         report = {
             "study": args.study_name,
             "trial": chosen.trial.number,
@@ -256,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             "params": chosen.trial.params,
             "config": chosen.config.to_dict(),
             "split": split,
+            "refit": args.refit,
             "seeds": [r["seed"] for r in chosen.runs],
             "runtime": chosen.runtime.record(),
             "candidates": [
@@ -266,11 +327,16 @@ def main(argv: list[str] | None = None) -> int:
             "model": str(model_dir),
         }
         (out / "best.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        (out / "report.md").write_text(markdown(args.study_name, chosen, candidates, split, summary), encoding="utf-8")
+        (out / "report.md").write_text(
+            markdown(args.study_name, chosen, candidates, split, summary, args.refit), encoding="utf-8"
+        )
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"\n{split} scores of trial {chosen.trial.number} over {len(chosen.runs)} seeds (mean ± std):")
+    print(
+        f"\n{split} scores of trial {chosen.trial.number} over {len(chosen.runs)} seeds"
+        f"{scored_models(split, args.refit)} (mean ± std):"
+    )
     for key in HEADLINE:
         print(f"  {key:<18} {summary[key]['mean']:.4f} ± {summary[key]['std']:.4f}")
     print(
@@ -281,7 +347,10 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
     )
-    print(f"\nwrote {out}/best.json, {out}/report.md; model (best dev of the seeds) in {model_dir}")
+    kept = (
+        "refit on train + dev, the seed whose retraining scored best on dev" if args.refit else "best dev of the seeds"
+    )
+    print(f"\nwrote {out}/best.json, {out}/report.md; model ({kept}) in {model_dir}")
     print(f"next: echo '太祖遣使至洛陽' | python -m ner_core.predict {model_dir}")
     if not args.test:
         print(f"      {next_commands(args.study_name, where)[0]}   # scores the test split once")

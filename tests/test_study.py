@@ -2,6 +2,7 @@ import dataclasses
 import json
 import os
 import sqlite3
+from pathlib import Path
 
 import optuna
 import pytest
@@ -161,6 +162,8 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(workdir, monkeypatch)
 
 
 def test_best_retrains_tests_and_saves_a_loadable_model(workdir, capsys):
+    with (workdir / "corpus" / "dev.txt").open("a", encoding="utf-8") as dev_file:
+        dev_file.write("魏\tS-LOC\n之\tO\n\n")  # a character only dev has
     assert study_run.main(study_args(workdir, "--trials", "3", "--no-report")) == 0
     storage = f"sqlite:///{workdir / 'study.db'}"
     torch.set_num_threads(2)  # the retraining must take the trials' thread count (1), not this one
@@ -181,13 +184,28 @@ def test_best_retrains_tests_and_saves_a_loadable_model(workdir, capsys):
     assert dev == pytest.approx(study.best_trial.user_attrs["dev_per_seed"], abs=1e-6)
     assert sum(dev) / 2 == pytest.approx(study.best_value)
     assert "| entity f1 |" in (out / "report.md").read_text()
+    # dev chose; then each seed was refit on train + dev for the whole schedule, and those are tested and kept
+    assert report["refit"]
+    for run in report["runs"]:
+        refit = json.loads((Path(run["refit_folder"]) / "metrics.json").read_text())
+        assert refit["epochs_run"] == refit["best_epoch"] == 3 and refit["dev"] == {}
+        assert "魏" in load_model(run["refit_folder"]).vocab.stoi and "魏" not in load_model(run["folder"]).vocab.stoi
     saved = load_model(out / "model")
+    best_seed = max(report["runs"], key=lambda r: r["dev"]["token_macro_f1"])
+    kept = load_model(best_seed["refit_folder"])
+    assert torch.equal(saved.model.embedding.weight, kept.model.embedding.weight)
     assert saved.config.hidden_size == study.best_params["hidden_size"]
-    assert f"test scores of trial {study.best_trial.number} over 2 seeds" in capsys.readouterr().out
+    assert (
+        f"test scores of trial {study.best_trial.number} over 2 seeds, of the models refit on train + dev"
+        in capsys.readouterr().out
+    )
 
-    # without --test: dev scores only, and the command that scores test, as the study's summary prints it
-    assert study_best.main(["--storage", storage, "--seeds", "1", "--quiet"]) == 0
-    assert json.loads((out / "best.json").read_text())["split"] == "dev"
+    # without --test: dev scores only, and the command that scores test, as the study's summary prints it;
+    # --no-refit keeps the model trained on train alone
+    assert study_best.main(["--storage", storage, "--seeds", "1", "--quiet", "--no-refit"]) == 0
+    report = json.loads((out / "best.json").read_text())
+    assert report["split"] == "dev" and not report["refit"] and "refit_folder" not in report["runs"][0]
+    assert "魏" not in load_model(out / "model").vocab.stoi
     assert f"python -m study.best --test --storage {storage}   # scores the test split once" in capsys.readouterr().out
 
 
@@ -206,6 +224,8 @@ def test_best_chooses_among_the_top_trials_by_mean_dev_and_tests_only_the_chosen
     assert all(run["test"] is not None for run in report["runs"])
     runs = workdir / "results" / "bilstm-crf" / "retrained"
     assert len(list(runs.iterdir())) == 4  # every candidate under every seed, in parallel jobs
+    refits = workdir / "results" / "bilstm-crf" / "refit"
+    assert sorted(p.name for p in refits.iterdir()) == [f"trial-{chosen['trial']}-seed-{i}" for i in (0, 1)]
     assert f"chosen: trial {chosen['trial']}" in capsys.readouterr().out
 
 

@@ -4,13 +4,14 @@ import math
 import pytest
 import torch
 
+import ner_core.train as train_module
 from ner_core.data import EncodedSplit, load_corpus
 from ner_core.embeddings import read_word2vec
 from ner_core.errors import NonFiniteLossError, UserError
 from ner_core.model import BiLSTMCRF
 from ner_core.runtime import Runtime
 from ner_core.saving import load_model, save_model
-from ner_core.train import evaluate, fit, predict_ids
+from ner_core.train import evaluate, fit, predict_ids, result_metrics
 
 from .conftest import needs_bfloat16, run
 
@@ -89,6 +90,39 @@ def test_early_stopping_keeps_the_best_state(corpus_dir, tiny_config):
     assert len(result.history) < 20 and result.stop_reason.startswith("early stop")
     dev = EncodedSplit(corpus.dev, result.vocab, result.tagset)
     assert evaluate(result.model, dev, corpus.dev, result.tagset)["token_macro_f1"] == result.best_value
+
+
+def test_keep_last_trains_the_whole_schedule_and_keeps_the_last_weights(corpus_dir, tiny_config, monkeypatch):
+    corpus = load_corpus(corpus_dir)
+    states, real_epoch, real_evaluate = [], train_module.train_epoch, train_module.evaluate
+
+    def recording_epoch(model, *args):
+        out = real_epoch(model, *args)
+        states.append({k: v.clone() for k, v in model.state_dict().items()})
+        return out
+
+    scores = iter([0.9, 0.8, 0.7, 0.6] * 2)  # dev gets worse every epoch: the best is the first
+    monkeypatch.setattr(train_module, "train_epoch", recording_epoch)
+    monkeypatch.setattr(train_module, "evaluate", lambda *a: {**real_evaluate(*a), "token_macro_f1": next(scores)})
+    config = tiny_config.replace(max_epochs=4, patience=2)
+
+    def same(model, state):
+        return all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+    best = fit(config, corpus)
+    assert len(best.history) == 3 and same(best.model, states[0])  # early stop, the first epoch kept
+    states.clear()
+    last = fit(config, corpus, keep_last=True)
+    assert len(last.history) == 4 and last.stop_reason == "max_epochs" and last.best_epoch == 4
+    assert same(last.model, states[-1]) and not same(last.model, states[0])
+
+    lines = []
+    refit = fit(config, corpus.with_dev_in_train(), keep_last=True, log=lines.append)
+    assert refit.best_dev == {} and len(refit.history) == 4 and "dev" not in lines[-1]
+    assert json.loads(json.dumps(result_metrics(refit, corpus), allow_nan=False))["history"][-1]["objective"] is None
+    assert sum(e.tokens for e in refit.history) == 4 * sum(map(len, [*corpus.train, *corpus.dev]))
+    with pytest.raises(UserError, match="no dev split to choose the best epoch on"):
+        fit(config, corpus.with_dev_in_train())
 
 
 def test_nan_loss_is_a_clear_catchable_error(corpus_dir, tiny_config, monkeypatch):
