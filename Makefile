@@ -11,8 +11,8 @@ STORAGE ?=
 STORAGE_ARG := $(if $(STORAGE),--storage $(STORAGE),)
 TRIALS ?= 50
 # Seconds after which `make study` starts no new trial (running ones finish; the same command
-# resumes): 50 two-seed trials took over 100 minutes on 2 cores without bfloat16, and this should keep
-# `make study` + `make best` within 2 hours there (README "The whole study"). Empty: no limit.
+# resumes): 50 two-seed trials took over 100 minutes on 2 cores without bfloat16; this keeps
+# `make study` + `make best` near 2 hours there (README "The whole study"). Empty: no limit.
 STUDY_TIMEOUT ?= 5400
 # Worker processes for the study, each with cores/WORKERS torch threads: auto is one per CPU core
 # (2 here, as in the README's timings; at most 8), or 4 per GPU on a machine with NVIDIA GPUs.
