@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         "better-testing pick in two studies, at 3x the retraining: README, One trial or three?)",
     )
     parser.add_argument("--seeds", type=int, default=3, help="retrainings with seeds seed, seed+1, ... (default 3)")
-    parser.add_argument("--jobs", type=int, default=1, help="retrainings at once (default 1; each with --threads)")
+    parser.add_argument("--jobs", type=int, default=1, help="trainings at once (default 1; each with --threads)")
     parser.add_argument("--test", action="store_true", help="score each model of the chosen trial on test once")
     parser.add_argument(
         "--refit",
@@ -347,10 +347,10 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
     )
-    kept = (
+    which = (
         "refit on train + dev, the seed whose retraining scored best on dev" if args.refit else "best dev of the seeds"
     )
-    print(f"\nwrote {out}/best.json, {out}/report.md; model ({kept}) in {model_dir}")
+    print(f"\nwrote {out}/best.json, {out}/report.md; model ({which}) in {model_dir}")
     print(f"next: echo '太祖遣使至洛陽' | python -m ner_core.predict {model_dir}")
     if not args.test:
         print(f"      {next_commands(args.study_name, where)[0]}   # scores the test split once")
