@@ -10,8 +10,8 @@ MIRROR := $(if $(wildcard ../shared/chisiec/train.txt),--mirror ../shared/chisie
 STORAGE ?=
 STORAGE_ARG := $(if $(STORAGE),--storage $(STORAGE),)
 # The search runs 90 minutes (STUDY_TIMEOUT) or TRIALS finished trials, whichever comes first. On
-# 2 cores the time ends it: the fastest CPU measured did 50 trials in 30 minutes and 166 in 92, and
-# its 90-minute pick tested higher than its 50-trial one (README "What a study found").
+# 2 cores the time ends it (the fastest CPU measured did 50 trials in 30 minutes, 166 in 92), so a
+# fast machine spends the whole budget searching (README "What a study found").
 TRIALS ?= 200
 # Seconds after which `make study` starts no new trial (running ones finish; the same command
 # resumes): 50 two-seed trials took over 100 minutes on 2 cores without bfloat16; this keeps
