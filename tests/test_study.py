@@ -53,6 +53,9 @@ def study_args(workdir, *extra, db="study.db"):
         "2",
         "--warmup-epochs",
         "1",
+        # median pruning acts on a study this small (Hyperband, the default, is asked for by name)
+        "--pruner",
+        "median",
         *extra,
     ]
 
@@ -279,8 +282,8 @@ def test_resuming_without_data_dir_uses_the_studys_own_corpus(workdir, capsys):
 
 
 def test_the_pruner_is_stored_and_a_resume_with_another_says_so_once(workdir, capsys):
-    args = without(study_args(workdir, "--trials", "3", "--no-report", "--pruner", "hyperband"), "--startup-trials")
-    assert study_run.main(args) == 0
+    args = without(study_args(workdir, "--trials", "3", "--no-report"), "--startup-trials", "--pruner")
+    assert study_run.main(args) == 0  # the default pruner: hyperband
     study = load(workdir)
     assert study.user_attrs["search"] == {
         "sampler": "tpe",
@@ -301,7 +304,7 @@ def test_the_pruner_is_stored_and_a_resume_with_another_says_so_once(workdir, ca
     )
     assert load(workdir).user_attrs["search"]["pruner"] == "hyperband" and len(load(workdir).trials) == 4
     args = without(study_args(workdir, "--trials", "4", "--no-report", "--seed", "7"), "--startup-trials")
-    assert study_run.main(without(args, "--warmup-epochs")) == 0
+    assert study_run.main(without(args, "--warmup-epochs", "--pruner")) == 0
     assert capsys.readouterr().err == ""  # a worker's own --seed is not a setting it ignores
 
 
@@ -310,6 +313,14 @@ def test_a_study_stored_before_seeds_per_trial_keeps_one_seed_per_trial():
     assert attrs["search"]["seeds_per_trial"] == 2  # the default for new studies
     del attrs["search"]["seeds_per_trial"]
     assert StudySettings.from_attrs(attrs, "old").seeds_per_trial == 1
+
+
+def test_a_study_stored_before_its_pruner_keeps_median_pruning():
+    attrs = StudySettings(TrainConfig(), space.SearchSpace.default(), "corpus").to_attrs()
+    assert attrs["search"]["pruner"] == "hyperband"  # the default for new studies
+    del attrs["search"]
+    old = StudySettings.from_attrs(attrs, "old")
+    assert (old.pruner, old.seeds_per_trial) == ("median", 1)
 
 
 def test_seeds_per_trial_scores_a_trial_by_its_seeds_mean_and_best_retrains_those_seeds(workdir, capsys, monkeypatch):
