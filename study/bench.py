@@ -1,9 +1,9 @@
 """``python -m study.bench``: does the suite's search beat random search, and how soon?
 
 Arms, each given the same wall-clock budget on the same corpus and machine, under several seeds:
-  A  tpe+median     the suite's defaults (TPE sampling, median pruning)
+  A  tpe+median     TPE sampling, median pruning (the suite's defaults until this benchmark)
   B  random         random search, no pruning
-  C  tpe+hyperband  TPE sampling, Hyperband pruning
+  C  tpe+hyperband  the suite's defaults (TPE sampling, Hyperband pruning)
   D  tpe            TPE without pruning (on request)
 Each run is ``python -m study.run --timeout BUDGET`` into its own SQLite file (``--jobs`` runs at
 once). An arm's seeds are its own (seed + 1000 x the arm's place), so no two arms share their
@@ -178,8 +178,8 @@ def write_figure(results: dict[str, list[dict]], targets: list[float], budget: f
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m study.bench",
-        description="The suite's search (TPE + median pruning) against random search without pruning and TPE with "
-        "Hyperband, the same wall-clock budget each, several seeds per arm.",
+        description="The suite's search (TPE + Hyperband pruning) against random search without pruning and TPE with "
+        "median pruning, the same wall-clock budget each, several seeds per arm.",
         epilog="Example: python -m study.bench --quick --budget 300   (a first look, about 15 minutes)",
     )
     parser.add_argument("--data-dir", help="corpus folder (default: $NER_DATA_DIR, else data/chisiec)")
