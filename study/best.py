@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=1,
         help="retrain the TOP best trials and choose the one with the best mean dev (default 1; 3 chose no "
-        "better-testing pick in two studies, at 3x the retraining: README, One trial or three?)",
+        "better-testing pick in three studies, at 3x the retraining: README, One trial or three?)",
     )
     parser.add_argument("--seeds", type=int, default=3, help="retrainings with seeds seed, seed+1, ... (default 3)")
     parser.add_argument("--jobs", type=int, default=1, help="trainings at once (default 1; each with --threads)")
