@@ -106,14 +106,22 @@ class CRF(torchcrf.CRF):
 
     def _viterbi_decode(self, emissions: torch.FloatTensor, mask: torch.Tensor) -> list[list[int]]:
         # emissions [time, batch, tags]; mask [time, batch]
-        start, transitions, end = self.scores(decoding=True)
-        on = mask.bool()
-        if self.scan:
-            path = scan_viterbi(emissions, on, start, transitions, end)
-        else:
-            path = loop_viterbi(emissions, on, start, transitions, end)
-        lengths = on.long().sum(0).tolist()  # one host sync for the whole batch
-        return [path[:n, b].tolist() for b, n in enumerate(lengths)]
+        return best_paths(emissions, mask.bool(), *self.scores(decoding=True), scan=self.scan)
+
+
+def best_paths(
+    emissions: torch.Tensor,
+    on: torch.Tensor,
+    start: torch.Tensor,
+    transitions: torch.Tensor,
+    end: torch.Tensor,
+    scan: bool = False,
+) -> list[list[int]]:
+    """Viterbi's best tag ids per sentence, each as long as the sentence, from emissions [time, batch,
+    tags], the real positions ``on`` [time, batch] and the (constrained) start, transition and end scores."""
+    path = (scan_viterbi if scan else loop_viterbi)(emissions, on, start, transitions, end)
+    lengths = on.long().sum(0).tolist()  # one host sync for the whole batch
+    return [path[:n, b].tolist() for b, n in enumerate(lengths)]
 
 
 def loop_viterbi(

@@ -3,15 +3,19 @@
 Padding never changes a prediction: the backward LSTM reads each sentence reversed within
 its own length (padding stays behind the real characters), attention masks padded keys,
 and the CRF only reads real positions.
+
+``Ensemble`` tags with several such models (one configuration, several seeds) by their mean scores.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from .config import TrainConfig
-from .crf import CRF
+from .crf import CRF, best_paths
 from .runtime import Runtime
 from .tags import AllowedTransitions
 
@@ -142,6 +146,42 @@ class BiLSTMCRF(nn.Module):
     def decode(self, tokens: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
         """Best tag ids per sentence (Viterbi), each as long as the sentence."""
         return self.crf.decode(self.emissions(tokens, mask, lengths), mask=mask)
+
+
+class Ensemble(nn.Module):
+    """Several trainings of one configuration (their seeds differ) tagging as one model.
+
+    A tag path's score is the mean of its scores under the members, emissions and moves alike, and
+    Viterbi returns the path with the best mean score: the mode of the product of the members' CRF
+    distributions (each member's normaliser is the same for every path of a sentence, so it drops
+    out). The members share the vocabulary, the tag set and the constraint; ``decode`` and ``place``
+    work as BiLSTMCRF's do.
+    """
+
+    def __init__(self, members: Sequence[BiLSTMCRF]):
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least two members, got {len(members)}")
+        self.members = nn.ModuleList(members)
+        self.config = members[0].config
+
+    def place(self, runtime: Runtime) -> Ensemble:
+        for member in self.members:
+            member.place(runtime)
+        return self
+
+    def decode(self, tokens: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+        """Best tag ids per sentence under the members' mean scores, each as long as the sentence."""
+        # shape: [members, batch, time, tags] -> mean over members, time first: [time, batch, tags]
+        emissions = torch.stack([m.emissions(tokens, mask, lengths) for m in self.members]).mean(0).transpose(0, 1)
+        # each member's (start, transitions, end), forbidden moves -inf -> their means, still -inf there
+        start, transitions, end = (
+            torch.stack(scores).mean(0) for scores in zip(*(m.crf.scores(decoding=True) for m in self.members))
+        )
+        return best_paths(emissions, mask.t().bool(), start, transitions, end, scan=self.members[0].crf.scan)
+
+
+Tagger = BiLSTMCRF | Ensemble  # what predict_ids, evaluate and a saved model's ``model`` accept
 
 
 def count_parameters(model: nn.Module) -> int:

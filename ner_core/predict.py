@@ -19,6 +19,19 @@ from .tags import spans
 from .train import predict_ids
 
 
+def load_placed(directory: str | Path, args: argparse.Namespace) -> SavedModel:
+    """Load a saved model onto the runtime the command line asks for; with ``--precision auto``, in the
+    precision it was trained in where this machine can (else float32, with a note on stderr)."""
+    runtime = runtime_from_args(args)
+    saved = load_model(directory)
+    if args.precision == "auto":
+        runtime, note = fallback(saved.trained_precision, runtime, "this model was trained")
+        if note:
+            print(note, file=sys.stderr)
+    saved.model.place(runtime)
+    return saved
+
+
 def tag_lines(saved: SavedModel, lines: list[str]) -> list[tuple[list[int], list[str]]]:
     """For each line: the offsets of its non-space characters and their predicted tags."""
     positions = [[i for i, c in enumerate(line) if not c.isspace()] for line in lines]
@@ -75,13 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     add_runtime_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        runtime = runtime_from_args(args)
-        saved = load_model(args.model_dir)
-        if args.precision == "auto":  # as it was trained, where this machine can
-            runtime, note = fallback(saved.trained_precision, runtime, "this model was trained")
-            if note:
-                print(note, file=sys.stderr)
-        saved.model.place(runtime)
+        saved = load_placed(args.model_dir, args)
         if args.file:
             try:
                 lines = read_lines(Path(args.file).read_text(encoding="utf-8-sig").splitlines())

@@ -1,11 +1,15 @@
-"""A saved model is a folder: weights, config, vocabulary, tags and metrics, written atomically."""
+"""A saved model is a folder: weights, config, vocabulary, tags and metrics, written atomically.
+
+The weights are one BiLSTMCRF's, or an Ensemble's (several trainings of one configuration, read
+back as one model by ``load_model``).
+"""
 
 from __future__ import annotations
 
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +19,7 @@ import torch
 from .config import TrainConfig
 from .data import Vocab
 from .errors import UserError
-from .model import BiLSTMCRF
+from .model import BiLSTMCRF, Ensemble, Tagger
 from .runtime import Runtime
 from .tags import TagSet, allowed_transitions
 
@@ -25,20 +29,51 @@ BIGRAMS = "bigrams.json"  # only in a model with --bigram-dim
 
 def save_model(directory: str | Path, result: Any, metrics: dict[str, Any]) -> Path:
     """Write a TrainResult's best model into ``directory`` (replacing it whole, never half-written)."""
+    return _write_model(Path(directory), result.model, result.config, result.vocab, result.tagset, metrics)
 
+
+def save_ensemble(directory: str | Path, members: Sequence[SavedModel], sources: Sequence[str | Path]) -> Path:
+    """Write the saved models ``members`` (loaded from the folders ``sources``) as one Ensemble into
+    ``directory``. UserError unless they are trainings of one configuration on one vocabulary and tag
+    set, differing at most in their seed; two or more are needed."""
+    if len(members) < 2:
+        raise UserError(f"an ensemble needs at least two models, got {len(members)}")
+    first, source = members[0], sources[0]
+    for member, other in zip(members[1:], sources[1:]):
+        if (member.vocab.itos, member.vocab.bigrams) != (first.vocab.itos, first.vocab.bigrams):
+            raise UserError(f"{other}: its vocabulary differs from {source}'s (trained on other data?)")
+        if member.tagset != first.tagset:
+            raise UserError(f"{other}: its tag set differs from {source}'s")
+        differ = [k for k, v in member.config.to_dict().items() if k != "seed" and v != getattr(first.config, k)]
+        if differ:
+            raise UserError(f"{other}: its configuration differs from {source}'s in {', '.join(differ)}")
+    metrics = {
+        "config": first.config.to_dict(),
+        "runtime": first.metrics.get("runtime", {}),
+        "ensemble": [
+            {"seed": m.config.seed, "source": str(where), "metrics": m.metrics} for m, where in zip(members, sources)
+        ],
+    }
+    model = Ensemble([m.model for m in members])
+    return _write_model(Path(directory), model, first.config, first.vocab, first.tagset, metrics)
+
+
+def _write_model(
+    directory: Path, model: Tagger, config: TrainConfig, vocab: Vocab, tagset: TagSet, metrics: dict[str, Any]
+) -> Path:
     def write(staging: Path) -> None:
-        torch.save(result.model.state_dict(), staging / "model.pt")
-        (staging / "config.json").write_text(result.config.to_json() + "\n", encoding="utf-8")
-        for name, table in (("vocab.json", result.vocab.itos), (BIGRAMS, result.vocab.bigrams)):
+        torch.save(model.state_dict(), staging / "model.pt")
+        (staging / "config.json").write_text(config.to_json() + "\n", encoding="utf-8")
+        for name, table in (("vocab.json", vocab.itos), (BIGRAMS, vocab.bigrams)):
             if table is not None:
                 (staging / name).write_text(json.dumps(table, ensure_ascii=False) + "\n", encoding="utf-8")
-        tags = {"scheme": result.tagset.scheme, "tags": list(result.tagset.tags)}
+        tags = {"scheme": tagset.scheme, "tags": list(tagset.tags)}
         (staging / "tags.json").write_text(json.dumps(tags) + "\n", encoding="utf-8")
         (staging / "metrics.json").write_text(
             json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
 
-    return _write_folder(Path(directory), write)
+    return _write_folder(directory, write)
 
 
 def copy_model(source: str | Path, directory: str | Path) -> Path:
@@ -70,7 +105,7 @@ def _write_folder(directory: Path, write: Callable[[Path], object]) -> Path:
 class SavedModel:
     """A loaded model with what it needs to tag text."""
 
-    model: BiLSTMCRF
+    model: Tagger  # a BiLSTMCRF, or an Ensemble of them
     vocab: Vocab
     tagset: TagSet
     config: TrainConfig
@@ -98,8 +133,15 @@ def load_model(directory: str | Path, runtime: Runtime | None = None) -> SavedMo
         tags = json.loads((directory / "tags.json").read_text(encoding="utf-8"))
         tagset = TagSet(tags["scheme"], tuple(tags["tags"]))
         metrics = json.loads((directory / "metrics.json").read_text(encoding="utf-8"))
-        model = BiLSTMCRF(config, len(vocab), len(tagset), allowed_transitions(tagset), vocab.n_bigrams)
-        model.load_state_dict(torch.load(directory / "model.pt", map_location="cpu", weights_only=True))
+        state = torch.load(directory / "model.pt", map_location="cpu", weights_only=True)
+        # an Ensemble's weights are its members', under members.0., members.1., ...
+        size = len({key.split(".")[1] for key in state if key.startswith("members.")})
+        members = [
+            BiLSTMCRF(config, len(vocab), len(tagset), allowed_transitions(tagset), vocab.n_bigrams)
+            for _ in range(max(size, 1))
+        ]
+        model = Ensemble(members) if size else members[0]
+        model.load_state_dict(state)
     except (ValueError, KeyError, RuntimeError) as err:
         raise UserError(f"{directory}: damaged saved model ({str(err).splitlines()[0]})") from None
     model.place(runtime or Runtime()).eval()

@@ -27,7 +27,7 @@ from .data import Corpus, EncodedSplit, Sentence, Vocab, load_corpus
 from .embeddings import embedding_matrix, read_word2vec
 from .errors import NonFiniteLossError, UserError
 from .metrics import OBJECTIVE_KEYS, format_per_type, score
-from .model import BiLSTMCRF, count_parameters
+from .model import BiLSTMCRF, Tagger, count_parameters
 from .runtime import Runtime, add_runtime_arguments, decide_runtime, runtime_from_args
 from .tags import TagSet, allowed_transitions
 
@@ -143,7 +143,7 @@ def build_model(
 
 
 @torch.inference_mode()
-def predict_ids(model: BiLSTMCRF, encoded: EncodedSplit, batch_size: int = EVAL_BATCH_SIZE) -> list[list[int]]:
+def predict_ids(model: Tagger, encoded: EncodedSplit, batch_size: int = EVAL_BATCH_SIZE) -> list[list[int]]:
     """Viterbi tag ids for every sentence of a split, in the split's order.
 
     Length-sorted batches keep padding small; in-length reversal and masking make the result
@@ -159,7 +159,7 @@ def predict_ids(model: BiLSTMCRF, encoded: EncodedSplit, batch_size: int = EVAL_
     return out
 
 
-def evaluate(model: BiLSTMCRF, encoded: EncodedSplit, sentences: list[Sentence], tagset: TagSet) -> dict[str, Any]:
+def evaluate(model: Tagger, encoded: EncodedSplit, sentences: list[Sentence], tagset: TagSet) -> dict[str, Any]:
     """Token and entity scores of the model on a split."""
     predicted = [[tagset.tags[i] for i in ids] for ids in predict_ids(model, encoded)]
     return score([s.tags for s in sentences], predicted, tagset.scheme)

@@ -8,7 +8,7 @@ import torchcrf
 from ner_core.config import TrainConfig
 from ner_core.crf import CRF, LIKELIHOOD_FORBIDDEN
 from ner_core.data import EncodedSplit, load_corpus
-from ner_core.model import BiLSTMCRF
+from ner_core.model import BiLSTMCRF, Ensemble
 from ner_core.synthetic import make_corpus
 from ner_core.tags import TagSet, allowed_transitions, invalid_transitions
 from ner_core.train import fit, predict_ids
@@ -235,3 +235,61 @@ def test_the_model_constrains_decoding_only_and_unconstrained_is_pytorch_crf():
         assert free.crf.decode(emissions, mask=mask) == reference.decode(emissions, mask=mask)
         for model in (free, constrained):  # training is the same either way
             assert torch.allclose(model.crf(emissions, tags, mask=mask), reference(emissions, tags, mask=mask))
+
+
+# --- an ensemble of models ---------------------------------------------------------------
+
+
+def small_models(tagset, count, seed, config=None):
+    """``count`` BiLSTM-CRFs over 20 characters, differently initialised, CRFs tempted toward forbidden moves."""
+    config = config or TrainConfig(embed_dim=8, hidden_size=8, num_layers=1)
+    models = []
+    for k in range(count):
+        torch.manual_seed(seed * 10 + k)
+        model = BiLSTMCRF(config, 20, len(tagset), allowed_transitions(tagset))
+        model.crf.load_state_dict(tempted(tagset, seed * 10 + k).state_dict())
+        models.append(model.eval())
+    return models
+
+
+def char_batch(batch=6, steps=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(2, 20, (batch, steps), generator=g)
+    lengths = torch.randint(1, steps + 1, (batch,), generator=g)
+    lengths[0] = steps
+    mask = torch.arange(steps).unsqueeze(0) < lengths.unsqueeze(1)
+    return tokens.masked_fill(~mask, 0), mask, lengths
+
+
+@BOTH
+@pytest.mark.parametrize("tagset", [BIO, BIOES], ids=["BIO", "BIOES"])
+@pytest.mark.parametrize("seed", range(2))
+def test_an_ensemble_decodes_the_allowed_path_with_the_best_mean_score_by_brute_force(tagset, seed, scan):
+    members = small_models(tagset, 3, seed)
+    for member in members:
+        member.crf.scan = scan
+    ensemble = Ensemble(members)
+    tokens, mask, lengths = char_batch(seed=seed)
+    with torch.no_grad():
+        decoded = ensemble.decode(tokens, mask, lengths)
+        emissions = [m.emissions(tokens, mask, lengths) for m in members]
+        singles = [m.decode(tokens, mask, lengths) for m in members]
+        for b, path in enumerate(decoded):
+            paths = [p for p in all_paths(tagset, int(lengths[b])) if valid(tagset, p)]
+
+            def mean_score(p, b=b):
+                return sum(float(path_score(m.crf, e[b], p)) for m, e in zip(members, emissions)) / len(members)
+
+            assert tuple(path) == max(paths, key=mean_score)
+    assert any(len({tuple(s[b]) for s in singles}) > 1 for b in range(len(decoded)))  # the members disagree
+
+
+def test_an_ensemble_of_copies_tags_as_the_model_alone_and_needs_two_members():
+    (model,) = small_models(BIOES, 1, seed=5)
+    copy = BiLSTMCRF(model.config, 20, len(BIOES), allowed_transitions(BIOES)).eval()
+    copy.load_state_dict(model.state_dict())
+    tokens, mask, lengths = char_batch(batch=8, steps=7, seed=5)
+    with torch.no_grad():
+        assert Ensemble([model, copy]).decode(tokens, mask, lengths) == model.decode(tokens, mask, lengths)
+    with pytest.raises(ValueError, match="at least two members"):
+        Ensemble([model])

@@ -11,6 +11,7 @@ from optuna.trial import TrialState
 
 from ner_core.config import TrainConfig
 from ner_core.errors import NonFiniteLossError
+from ner_core.model import Ensemble
 from ner_core.saving import load_model
 from ner_core.synthetic import make_corpus
 from study import best as study_best
@@ -171,7 +172,7 @@ def test_best_retrains_tests_and_saves_a_loadable_model(workdir, capsys):
     storage = f"sqlite:///{workdir / 'study.db'}"
     torch.set_num_threads(2)  # the retraining must take the trials' thread count (1), not this one
     try:
-        assert study_best.main(["--storage", storage, "--seeds", "2", "--test", "--quiet"]) == 0
+        assert study_best.main(["--storage", storage, "--seeds", "2", "--ensemble", "1", "--test", "--quiet"]) == 0
     finally:
         torch.set_num_threads(1)
     out = workdir / "results" / "bilstm-crf"
@@ -190,12 +191,13 @@ def test_best_retrains_tests_and_saves_a_loadable_model(workdir, capsys):
     # dev chose; then each seed was refit on train + dev for the whole schedule, and those are tested and kept
     assert report["refit"]
     for run in report["runs"]:
-        refit = json.loads((Path(run["refit_folder"]) / "metrics.json").read_text())
+        assert run["refit_folders"] == [run["kept_folder"]]
+        refit = json.loads((Path(run["kept_folder"]) / "metrics.json").read_text())
         assert refit["epochs_run"] == refit["best_epoch"] == 3 and refit["dev"] == {}
-        assert "魏" in load_model(run["refit_folder"]).vocab.stoi and "魏" not in load_model(run["folder"]).vocab.stoi
+        assert "魏" in load_model(run["kept_folder"]).vocab.stoi and "魏" not in load_model(run["folder"]).vocab.stoi
     saved = load_model(out / "model")
     best_seed = max(report["runs"], key=lambda r: r["dev"]["token_macro_f1"])
-    kept = load_model(best_seed["refit_folder"])
+    kept = load_model(best_seed["kept_folder"])
     assert torch.equal(saved.model.embedding.weight, kept.model.embedding.weight)
     assert saved.config.hidden_size == study.best_params["hidden_size"]
     assert (
@@ -205,11 +207,40 @@ def test_best_retrains_tests_and_saves_a_loadable_model(workdir, capsys):
 
     # without --test: dev scores only, and the command that scores test, as the study's summary prints it;
     # --no-refit keeps the model trained on train alone
-    assert study_best.main(["--storage", storage, "--seeds", "1", "--quiet", "--no-refit"]) == 0
+    assert study_best.main(["--storage", storage, "--seeds", "1", "--quiet", "--no-refit"]) == 0  # --ensemble 1 then
     report = json.loads((out / "best.json").read_text())
-    assert report["split"] == "dev" and not report["refit"] and "refit_folder" not in report["runs"][0]
+    assert report["split"] == "dev" and not report["refit"] and "refit_folders" not in report["runs"][0]
+    assert report["runs"][0]["kept_folder"] == report["runs"][0]["folder"]
     assert "魏" not in load_model(out / "model").vocab.stoi
     assert f"python -m study.best --test --storage {storage}   # scores the test split once" in capsys.readouterr().out
+
+
+def test_best_ensemble_keeps_an_ensemble_of_refits_per_seed_and_scores_its_members(workdir, capsys):
+    assert study_run.main(study_args(workdir, "--trials", "2", "--no-report")) == 0
+    storage = f"sqlite:///{workdir / 'study.db'}"
+    args = ["--storage", storage, "--seeds", "2", "--ensemble", "2", "--jobs", "2", "--test", "--quiet"]
+    assert study_best.main(args) == 0
+    out = workdir / "results" / "bilstm-crf"
+    report = json.loads((out / "best.json").read_text())
+    assert report["ensemble"] == 2 and report["seeds"] == [42, 43]
+    for index, run in enumerate(report["runs"]):
+        # seed i's ensemble: the refits under seeds 42 + i and 42 + i + 2
+        members = [json.loads((Path(f) / "metrics.json").read_text())["config"]["seed"] for f in run["refit_folders"]]
+        assert members == [42 + index, 44 + index]
+        kept = load_model(run["kept_folder"])
+        assert isinstance(kept.model, Ensemble) and [m["seed"] for m in kept.metrics["ensemble"]] == members
+        assert len(run["member_tests"]) == 2 and 0 < run["test"]["entity_f1"] <= 1
+    singles = [m["token_macro_f1"] for run in report["runs"] for m in run["member_tests"]]
+    assert report["single_models"]["token_macro_f1"]["mean"] == pytest.approx(sum(singles) / 4)
+    assert isinstance(load_model(out / "model").model, Ensemble)
+    printed = capsys.readouterr().out
+    assert "over 2 seeds, of the ensembles of 2 models refit on train + dev" in printed
+    assert "the 4 single models, each on its own:" in printed
+    assert "The 4 single models of the ensembles, each on its own: token macro f1" in (out / "report.md").read_text()
+    assert study_best.main(["--storage", storage, "--ensemble", "2", "--no-refit"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --ensemble combines refits on train + dev; it cannot be used with --no-refit\n"
+    )
 
 
 def test_best_chooses_among_the_top_trials_by_mean_dev_and_tests_only_the_chosen(workdir, capsys):
