@@ -259,7 +259,9 @@ def test_best_chooses_among_the_top_trials_by_mean_dev_and_tests_only_the_chosen
     runs = workdir / "results" / "bilstm-crf" / "retrained"
     assert len(list(runs.iterdir())) == 4  # every candidate under every seed, in parallel jobs
     refits = workdir / "results" / "bilstm-crf" / "refit"
-    assert sorted(p.name for p in refits.iterdir()) == [f"trial-{chosen['trial']}-seed-{i}" for i in (0, 1)]
+    # only the chosen one is refit: under 2 seeds x the default ensemble size
+    expected = sorted(f"trial-{chosen['trial']}-seed-{i}" for i in range(2 * study_best.DEFAULT_ENSEMBLE))
+    assert sorted(p.name for p in refits.iterdir()) == expected
     assert f"chosen: trial {chosen['trial']}" in capsys.readouterr().out
 
 
