@@ -38,6 +38,9 @@ def save_ensemble(directory: str | Path, members: Sequence[SavedModel], sources:
     set, differing at most in their seed; two or more are needed."""
     if len(members) < 2:
         raise UserError(f"an ensemble needs at least two models, got {len(members)}")
+    for member, where in zip(members, sources):
+        if isinstance(member.model, Ensemble):
+            raise UserError(f"{where}: already an ensemble; combine the models it was made of instead")
     first, source = members[0], sources[0]
     for member, other in zip(members[1:], sources[1:]):
         if (member.vocab.itos, member.vocab.bigrams) != (first.vocab.itos, first.vocab.bigrams):

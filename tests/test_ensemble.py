@@ -56,6 +56,9 @@ def test_only_trainings_of_one_configuration_on_one_vocabulary_combine(seeds, ti
         UserError, match=r"other-data: its vocabulary differs from .*seed-1's \(trained on other data\?\)"
     ):
         save_ensemble(tmp_path / "e", [load_model(folders[0]), load_model(renamed)], [folders[0], renamed])
+    made = save_ensemble(tmp_path / "made", [load_model(f) for f in folders[:2]], folders[:2])
+    with pytest.raises(UserError, match=rf"^{made}: already an ensemble; combine the models it was made of instead$"):
+        save_ensemble(tmp_path / "e", [load_model(made), load_model(folders[2])], [made, folders[2]])
     with pytest.raises(UserError, match="an ensemble needs at least two models, got 1"):
         save_ensemble(tmp_path / "e", [load_model(folders[0])], folders[:1])
     assert not (tmp_path / "e").exists()
