@@ -284,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ensemble",
         type=int,
+        metavar="N",
         help="refits per kept model: each seed's kept model is an ensemble of N refits under seeds seed, "
         "seed + SEEDS, seed + 2 SEEDS, ..., tagging by their mean scores; with --test each single model is "
         f"scored too (default {DEFAULT_ENSEMBLE}, or 1 with --no-refit; 1: one refit per seed; README, One "
