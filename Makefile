@@ -14,9 +14,12 @@ STORAGE_ARG := $(if $(STORAGE),--storage $(STORAGE),)
 # fast machine spends the whole budget searching (README "What a study found").
 TRIALS ?= 200
 # Seconds after which `make study` starts no new trial (running ones finish; the same command
-# resumes): 75 minutes leave `make best` (3 ensembles of 3 refits) its half hour within 2 hours
-# on 2 cores (README "The whole study"). Empty: no limit.
+# resumes): 75 minutes leave the trials then running their ~10 and `make best` its 35 (BEST_MINUTES)
+# within 2 hours on 2 cores (README "The whole study"). Empty: no limit.
 STUDY_TIMEOUT ?= 4500
+# Minutes `make best` may take: its ensembles are as large (at most 3 refits) as are estimated to
+# fit, from the chosen trial's own timing (README "An ensemble per seed"). Empty: always 3.
+BEST_MINUTES ?= 35
 # Worker processes for the study, each with cores/WORKERS torch threads: auto is one per CPU core
 # (2 here, as in the README's timings; at most 8), or 4 per GPU on a machine with NVIDIA GPUs.
 WORKERS ?= auto
@@ -57,9 +60,9 @@ demo: install data
 	$(PY) -m study.run --study-name demo --trials 6 --max-epochs 3 --hidden-sizes 32 64 --layers-range 1 1 \
 		--batch-sizes 32 64 --seeds-per-trial 1 --startup-trials 3 --warmup-epochs 2 --data-dir $(DATA_DIR) $(STORAGE_ARG)
 
-# Retrain the best configuration under 3 seeds, refit it on train + dev, score the test split once per model.
+# Retrain the best configuration under 3 seeds, refit it on train + dev (an ensemble per seed), score the test split once per model.
 best: install data
-	$(PY) -m study.best --test --jobs 2 $(STORAGE_ARG)
+	$(PY) -m study.best --test --jobs 2 $(STORAGE_ARG) $(if $(BEST_MINUTES),--time-budget $(BEST_MINUTES),)
 
 # Watch the studies live at http://127.0.0.1:8080 (SQLite, PostgreSQL or journal file alike).
 dashboard: install

@@ -8,7 +8,8 @@ chosen configuration is trained once more under each seed on train + dev, for th
 and those models are the ones kept: with ``--test`` each is scored on the test split exactly once
 (no other model touches it). The model of the seed whose retraining scored best on dev is saved
 where ``python -m ner_core.predict`` can load it. With ``--ensemble N`` each kept model is an
-Ensemble of N refits under different seeds, tagging by their mean scores. ``--jobs`` trains in parallel.
+Ensemble of N refits under different seeds, tagging by their mean scores; ``--time-budget`` makes N as
+large as is estimated to fit the minutes given. ``--jobs`` trains in parallel.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from storage import DEFAULT_URL, ENV_STORAGE, choose_storage, open_storage
 from .space import config_for
 from .stored import DEFAULT_STUDY, load_study, results_dir, study_settings
 from .summary import next_commands
+from .timing import estimate_seconds, largest_ensemble, run_times
 
 # Ensembles of 3 refits raised dev token macro-F1 0.7246 -> 0.7361 and entity F1 0.7922 -> 0.8175 on the
 # bfloat16 study's pick (README "One model or an ensemble?").
@@ -262,6 +264,36 @@ def markdown(
     return "\n".join(lines)
 
 
+def planned_minutes(args: argparse.Namespace, candidates: list[Candidate], corpus: Corpus) -> str:
+    """With ``--time-budget``, lower ``args.ensemble`` to the largest size estimated to fit it (saying
+    so); returns the estimate for the line announcing the work (empty when the trials lack timings)."""
+    refit_tokens = sum(len(s.chars) for s in (*corpus.train, *corpus.dev))
+    times = [run_times(c.trial, c.config, refit_tokens) for c in candidates]
+    known = [t for t in times if t is not None]
+    if len(known) < len(times):
+        if args.time_budget is not None:
+            print(
+                f"note: trial {candidates[times.index(None)].trial.number} recorded no timings (a study made by an "
+                f"older version): --time-budget has nothing to go by; ensembles of {args.ensemble}",
+                file=sys.stderr,
+            )
+        return ""
+
+    def minutes(ensemble: int) -> float:
+        return estimate_seconds(known, args.seeds, ensemble, args.jobs, args.refit) / 60
+
+    if args.time_budget is not None:
+        most = args.ensemble
+        args.ensemble = largest_ensemble(known, args.seeds, most, args.jobs, args.time_budget * 60)
+        if args.ensemble < most:
+            print(
+                f"--time-budget {args.time_budget:g} min: ensembles of {args.ensemble}, not {most} "
+                f"(estimated {minutes(most):.0f} min)"
+                + ("" if minutes(args.ensemble) <= args.time_budget else ", though even these pass the budget")
+            )
+    return f", about {minutes(args.ensemble):.0f} min (estimated from the search's own timing)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m study.best",
@@ -290,6 +322,14 @@ def main(argv: list[str] | None = None) -> int:
         f"scored too (default {DEFAULT_ENSEMBLE}, or 1 with --no-refit; 1: one refit per seed; README, One "
         "model or an ensemble?)",
     )
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="MINUTES",
+        help="make the ensembles as large as fit: the largest size up to --ensemble whose trainings are "
+        "estimated to end within MINUTES, from the chosen trial's own timing in the study (make best gives "
+        "35, so that make study and make best end within 2 hours on 2 cores; default: no limit)",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="trainings at once (default 1; each with --threads)")
     parser.add_argument("--test", action="store_true", help="score each model of the chosen trial on test once")
     parser.add_argument(
@@ -316,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("top", "seeds", "ensemble", "jobs"):
             if getattr(args, name) is not None and getattr(args, name) < 1:
                 raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
+        if args.time_budget is not None and args.time_budget <= 0:
+            raise UserError(f"--time-budget must be positive, got {args.time_budget:g}")
         if args.ensemble is None:
             args.ensemble = DEFAULT_ENSEMBLE if args.refit else 1
         elif args.ensemble > 1 and not args.refit:
@@ -331,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"trial {trial.number} (dev {trial.value:.4f}): {json.dumps(trial.params)}")
         corpus = load_corpus(args.data_dir or study.user_attrs.get("data_dir"), with_test=args.test)
         out = Path(args.out) if args.out else results_dir(args.study_name)
+        took = planned_minutes(args, candidates, corpus)
         work = tasks_for(candidates, args.seeds)
         # With one candidate the choice is known: its refits train alongside the retrainings.
         refit_now = args.refit and len(candidates) == 1
@@ -339,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         refits = f" and refitting it on train + dev {args.seeds * args.ensemble} time(s)"
         print(
             f"retraining {len(candidates)} trial(s) x {args.seeds} seed(s){refits if refit_now else ''} "
-            f"on {candidates[0].runtime}, {args.jobs} at a time"
+            f"on {candidates[0].runtime}, {args.jobs} at a time{took}"
         )
         train_all(work, corpus, out, args.jobs, args.quiet)
         chosen = max(candidates, key=lambda c: c.mean_dev)  # the earlier (better-searched) one of equals

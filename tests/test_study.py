@@ -243,6 +243,29 @@ def test_best_ensemble_keeps_an_ensemble_of_refits_per_seed_and_scores_its_membe
     )
 
 
+def test_best_time_budget_makes_the_ensembles_as_large_as_are_estimated_to_fit(workdir, capsys, monkeypatch):
+    assert study_run.main(study_args(workdir, "--trials", "2", "--no-report")) == 0
+    storage = f"sqlite:///{workdir / 'study.db'}"
+    args = ["--storage", storage, "--seeds", "1", "--quiet"]
+    # a budget no training fits: one refit per seed, said in one line
+    assert study_best.main([*args, "--time-budget", "0.0001"]) == 0
+    printed = capsys.readouterr().out
+    assert "--time-budget 0.0001 min: ensembles of 1, not 3 (estimated " in printed
+    assert ", though even these pass the budget" in printed
+    report = json.loads((workdir / "results" / "bilstm-crf" / "best.json").read_text())
+    assert report["ensemble"] == 1 and len(report["runs"][0]["refit_folders"]) == 1
+    # room enough: the size asked for, and the estimate on the line that announces the work
+    assert study_best.main([*args, "--ensemble", "2", "--time-budget", "600"]) == 0
+    printed = capsys.readouterr().out
+    assert "--time-budget" not in printed and "(estimated from the search's own timing)" in printed
+    assert json.loads((workdir / "results" / "bilstm-crf" / "best.json").read_text())["ensemble"] == 2
+    assert study_best.main([*args, "--time-budget", "0"]) == 2
+    assert capsys.readouterr().err == "error: --time-budget must be positive, got 0\n"
+    monkeypatch.setattr(study_best, "run_times", lambda *_: None)  # trials of a version that did not time them
+    assert study_best.main([*args, "--ensemble", "2", "--time-budget", "0.0001"]) == 0
+    assert "--time-budget has nothing to go by; ensembles of 2\n" in capsys.readouterr().err
+
+
 def test_best_chooses_among_the_top_trials_by_mean_dev_and_tests_only_the_chosen(workdir, capsys):
     args = without(study_args(workdir, "--trials", "4", "--no-report", "--pruner", "none"), "--startup-trials")
     assert study_run.main(without(args, "--warmup-epochs")) == 0

@@ -1,0 +1,61 @@
+"""How long ``study.best``'s trainings will take, from the chosen trials' own timings in the study.
+
+Every trial records the seconds its runs took (``seconds``, all its seeds together) and its
+training speed (``tokens_per_s``), measured on the machine and with the thread count that
+``study.best`` reuses. A retraining repeats one of the trial's runs, so it takes about the trial's
+seconds per seed; a refit trains the whole schedule on train + dev at the trial's speed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from optuna.trial import FrozenTrial
+
+from ner_core.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class RunTimes:
+    """Estimated seconds of one configuration's retraining and of its refit."""
+
+    retraining: float
+    refit: float
+
+
+def run_times(trial: FrozenTrial, config: TrainConfig, refit_tokens: int) -> RunTimes | None:
+    """The trial's times, or None for a trial that did not record them (made by an older version).
+
+    ``refit_tokens``: the characters of train + dev, what one refit epoch trains on."""
+    seconds, speed = trial.user_attrs.get("seconds"), trial.user_attrs.get("tokens_per_s")
+    if not seconds or not speed:
+        return None
+    seeds = len(trial.user_attrs.get("dev_per_seed", [None]))
+    return RunTimes(retraining=seconds / seeds, refit=config.max_epochs * refit_tokens / speed)
+
+
+def makespan(durations: list[float], jobs: int) -> float:
+    """Wall time of runs started in this order, each on the first of ``jobs`` workers to be free (as a
+    process pool starts them)."""
+    free = [0.0] * jobs
+    for duration in durations:
+        first = free.index(min(free))
+        free[first] += duration
+    return max(free, default=0.0)
+
+
+def estimate_seconds(times: list[RunTimes], seeds: int, ensemble: int, jobs: int, refit: bool = True) -> float:
+    """Wall time of study.best for candidates with these run times, best first: every candidate's
+    retrainings under ``seeds`` seeds, then ``seeds * ensemble`` refits of one of them. With one
+    candidate the refits join the retrainings in one pool (the choice is known); with more the refits
+    follow, and the slowest candidate's are counted (which one dev will choose is not known yet)."""
+    retrainings = [t.retraining for t in times for _ in range(seeds)]
+    refits = [max(t.refit for t in times)] * (seeds * ensemble) if refit else []
+    if len(times) == 1:
+        return makespan(retrainings + refits, jobs)
+    return makespan(retrainings, jobs) + makespan(refits, jobs)
+
+
+def largest_ensemble(times: list[RunTimes], seeds: int, most: int, jobs: int, budget_s: float) -> int:
+    """The largest ensemble size up to ``most`` whose estimated wall time fits ``budget_s``; 1 if none does."""
+    return next((n for n in range(most, 1, -1) if estimate_seconds(times, seeds, n, jobs) <= budget_s), 1)
