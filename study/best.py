@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("top", "seeds", "ensemble", "jobs"):
             if getattr(args, name) is not None and getattr(args, name) < 1:
                 raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
-        if args.time_budget is not None and args.time_budget <= 0:
+        if args.time_budget is not None and not args.time_budget > 0:  # nan too
             raise UserError(f"--time-budget must be positive, got {args.time_budget:g}")
         if args.ensemble is None:
             args.ensemble = DEFAULT_ENSEMBLE if args.refit else 1
