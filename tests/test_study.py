@@ -250,7 +250,7 @@ def test_best_time_budget_makes_the_ensembles_as_large_as_are_estimated_to_fit(w
     # a budget no training fits: one refit per seed, said in one line
     assert study_best.main([*args, "--time-budget", "0.0001"]) == 0
     printed = capsys.readouterr().out
-    assert "--time-budget 0.0001 min: ensembles of 1, not 3 (estimated " in printed
+    assert f"--time-budget 0.0001 min: ensembles of 1, not {study_best.DEFAULT_ENSEMBLE} (estimated " in printed
     assert ", though even these pass the budget" in printed
     report = json.loads((workdir / "results" / "bilstm-crf" / "best.json").read_text())
     assert report["ensemble"] == 1 and len(report["runs"][0]["refit_folders"]) == 1
