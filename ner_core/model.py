@@ -172,13 +172,24 @@ class Ensemble(nn.Module):
 
     def decode(self, tokens: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
         """Best tag ids per sentence under the members' mean scores, each as long as the sentence."""
-        # shape: [members, batch, time, tags] -> mean over members, time first: [time, batch, tags]
-        emissions = torch.stack([m.emissions(tokens, mask, lengths) for m in self.members]).mean(0).transpose(0, 1)
-        # each member's (start, transitions, end), forbidden moves -inf -> their means, still -inf there
-        start, transitions, end = (
-            torch.stack(scores).mean(0) for scores in zip(*(m.crf.scores(decoding=True) for m in self.members))
-        )
-        return best_paths(emissions, mask.t().bool(), start, transitions, end, scan=self.members[0].crf.scan)
+        emissions = torch.stack([m.emissions(tokens, mask, lengths) for m in self.members])
+        moves = [m.crf.scores(decoding=True) for m in self.members]
+        return mean_paths(emissions, moves, mask, scan=self.members[0].crf.scan)
+
+
+def mean_paths(
+    emissions: torch.Tensor,
+    moves: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    mask: torch.Tensor,
+    scan: bool = False,
+) -> list[list[int]]:
+    """Viterbi's best tag ids per sentence under several members' mean scores: their emissions
+    [members, batch, time, tags] and each one's (start, transitions, end) scores for decoding."""
+    # shape: [members, batch, time, tags] -> mean over members, time first: [time, batch, tags]
+    mean = emissions.mean(0).transpose(0, 1)
+    # forbidden moves are -inf in every member, so still -inf in the means
+    start, transitions, end = (torch.stack(scores).mean(0) for scores in zip(*moves))
+    return best_paths(mean, mask.t().bool(), start, transitions, end, scan=scan)
 
 
 Tagger = BiLSTMCRF | Ensemble  # what predict_ids, evaluate and a saved model's ``model`` accept
