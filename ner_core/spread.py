@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from .config import TrainConfig
-from .data import Corpus, EncodedSplit, Sentence, load_corpus
+from .data import Batch, Corpus, EncodedSplit, Sentence, load_corpus
 from .errors import UserError
 from .metrics import entity_scores, token_scores
 from .model import mean_paths
@@ -73,7 +73,7 @@ def train_members(
     """Every member not already in ``out``, ``jobs`` at a time."""
     todo = [s for s in seeds if not reusable(member_folder(out, s), config.replace(seed=s))]
     if len(todo) < len(seeds):
-        print(f"reusing {len(seeds) - len(todo)} member(s) found in {out / 'members'}")
+        print(f"reusing {len(seeds) - len(todo)} member(s) found in {out / 'members'}", flush=True)
     if not todo:
         return
     # disable=None: a bar in a terminal only; a log file gets the plain lines
@@ -98,18 +98,18 @@ class SplitScores:
 
     def __init__(self, members: list[SavedModel], sentences: list[Sentence]):
         first = members[0]
-        self.tagset, self.sentences = first.tagset, sentences
+        self.tagset, self.sentences, self.members = first.tagset, sentences, len(members)
+        device = next(first.model.parameters()).device
         encoded = EncodedSplit(sentences, first.vocab, first.tagset)
         self.batches = [encoded.batch(group) for group in encoded.bucketed(EVAL_BATCH_SIZE)]
         with torch.inference_mode():
             for member in members:
                 member.model.eval()
-            # shape: per batch [members, batch, time, tags]
+            # shape: per batch [members, batch, time, tags], kept on the CPU, where Viterbi runs
             self.emissions = [
-                torch.stack([m.model.emissions(b.tokens, b.mask, b.lengths).float() for m in members])
-                for b in self.batches
+                torch.stack([m.model.emissions(*on(b, device)).float().cpu() for m in members]) for b in self.batches
             ]
-            self.moves = [m.model.crf.scores(decoding=True) for m in members]
+            self.moves = [tuple(t.cpu() for t in m.model.crf.scores(decoding=True)) for m in members]
         self.cache: dict[tuple[int, ...], dict[str, float]] = {}
 
     @torch.inference_mode()
@@ -129,13 +129,19 @@ class SplitScores:
         return self.cache[key]
 
 
-def spread(scores: SplitScores, members: int, size: int, draws: int, bound: float, seed: int) -> dict[str, Any]:
+def on(batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A batch's tokens, mask and lengths, as a model on ``device`` reads them."""
+    moved = batch.to(device)
+    return moved.tokens, moved.mask, moved.lengths
+
+
+def spread(scores: SplitScores, size: int, draws: int, bound: float, seed: int) -> dict[str, Any]:
     """``draws`` random splits of the members into three disjoint ensembles of ``size``: the
     ensembles' mean and std of each score, the three's mean std, and the share within ``bound``."""
     rng = random.Random(seed)
     threes = []
     for _ in tqdm(range(draws), desc=f"ensembles of {size}", unit="draw", leave=False, disable=None):
-        order = rng.sample(range(members), THREE * size)
+        order = rng.sample(range(scores.members), THREE * size)
         threes.append([scores.score(tuple(order[j * size : (j + 1) * size])) for j in range(THREE)])
     ensembles = [s for key, s in scores.cache.items() if len(key) == size]
     out: dict[str, Any] = {"size": size, "draws": draws, "ensembles_scored": len(ensembles)}
@@ -213,7 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         runtime = runtime_from_args(args)
         corpus = load_corpus(args.data_dir, with_test=args.test)
         out = Path(args.out)
-        print(f"{corpus.summary()}\n{args.members} members of {args.config}, seeds {first}-{seeds[-1]}, on {runtime}")
+        print(
+            f"{corpus.summary()}\n{args.members} members of {args.config}, seeds {first}-{seeds[-1]}, on {runtime}",
+            flush=True,
+        )
         train_members(config, seeds, runtime, corpus, out, args.jobs)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -224,21 +233,25 @@ def main(argv: list[str] | None = None) -> int:
     report["runtime"] = runtime.record()
     for name, sentences in splits:
         scores = SplitScores(members, sentences)
-        rows = [spread(scores, args.members, k, args.draws, args.bound, first) for k in sorted(args.sizes)]
+        rows = [spread(scores, k, args.draws, args.bound, first) for k in sorted(args.sizes)]
         report[name] = rows
         print(
             f"\n{name}: {args.draws} draws of three disjoint ensembles per size, from {args.members} members"
             f"\n{'size':>4} {'ensembles':>9} {'token macro-F1':>14} {'ens. std':>8} {'std of 3':>8} "
-            f"{f'<= {args.bound:g}':>8} {'entity F1':>9} {'ens. std':>8} {'std of 3':>8}"
+            f"{f'<= {args.bound:g}':>8} {'entity F1':>9} {'ens. std':>8} {'std of 3':>8}",
+            flush=True,
         )
         for row in rows:
             t, e = row["token_macro_f1"], row["entity_f1"]
             print(
                 f"{row['size']:>4} {row['ensembles_scored']:>9} {t['mean']:>14.4f} {t['ensemble_std']:>8.4f} "
                 f"{t['std_of_three_mean']:>8.4f} {t['share_within_bound']:>8.1%} {e['mean']:>9.4f} "
-                f"{e['ensemble_std']:>8.4f} {e['std_of_three_mean']:>8.4f}"
+                f"{e['ensemble_std']:>8.4f} {e['std_of_three_mean']:>8.4f}",
+                flush=True,
             )
-    (out / "spread.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    staging = out / ".spread.json.tmp"  # then renamed: a reader never sees half a file
+    staging.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    staging.replace(out / "spread.json")
     print(
         f"\nwrote {out}/spread.json; the members are in {out}/members (a rerun with more --members reuses them)"
         f"\nnext: python -m ner_core.ensemble --out {out}/ensemble "

@@ -42,8 +42,8 @@ def test_spread_trains_members_as_refits_and_scores_groupings_as_the_ensembles_w
         expected = evaluate(model, dev, corpus.dev, members[0].tagset)
         assert scores.score(pick) == {k: expected[k] for k in spread.KEYS}
     # the same seed draws the same groupings
-    again = spread.spread(scores, 6, 2, 20, 0.01, 7)
-    assert again == spread.spread(spread.SplitScores(members, corpus.dev), 6, 2, 20, 0.01, 7)
+    again = spread.spread(scores, 2, 20, 0.01, 7)
+    assert again == spread.spread(spread.SplitScores(members, corpus.dev), 2, 20, 0.01, 7)
     assert again == report["dev"][1]
     printed = capsys.readouterr().out
     assert "dev: 20 draws of three disjoint ensembles per size, from 6 members" in printed
