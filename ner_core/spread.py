@@ -99,6 +99,7 @@ class SplitScores:
     def __init__(self, members: list[SavedModel], sentences: list[Sentence]):
         first = members[0]
         self.tagset, self.sentences, self.members = first.tagset, sentences, len(members)
+        self.gold = [s.tags for s in sentences]
         device = next(first.model.parameters()).device
         encoded = EncodedSplit(sentences, first.vocab, first.tagset)
         self.batches = [encoded.batch(group) for group in encoded.bucketed(EVAL_BATCH_SIZE)]
@@ -123,7 +124,7 @@ class SplitScores:
             for batch, emissions in zip(self.batches, self.emissions):
                 for i, ids in zip(batch.index, mean_paths(emissions[pick], moves, batch.mask)):
                     predicted[i] = [self.tagset.tags[t] for t in ids]
-            gold = [s.tags for s in self.sentences]
+            gold = self.gold
             scores = {**token_scores(gold, predicted), **entity_scores(gold, predicted, self.tagset.scheme)}
             self.cache[key] = {k: float(scores[k]) for k in KEYS}
         return self.cache[key]
