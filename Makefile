@@ -17,8 +17,8 @@ TRIALS ?= 200
 # resumes): 75 minutes leave the trials then running their ~10 and `make best` its 35 (BEST_MINUTES)
 # within 2 hours on 2 cores (README "The whole study"). Empty: no limit.
 STUDY_TIMEOUT ?= 4500
-# Minutes `make best` may take: its ensembles are as large (at most 5 refits) as are estimated to
-# fit, from the chosen trial's own timing (README "Within a time budget"). Empty: always 5.
+# Minutes `make best` may take: its ensembles are as large (at most 10 refits) as are estimated to
+# fit, from the chosen trial's own timing (README "Within a time budget"). Empty: always 10.
 BEST_MINUTES ?= 35
 # Worker processes for the study, each with cores/WORKERS torch threads: auto is one per CPU core
 # (2 here, as in the README's timings; at most 8), or 4 per GPU on a machine with NVIDIA GPUs.
