@@ -9,17 +9,17 @@ MIRROR := $(if $(wildcard ../shared/chisiec/train.txt),--mirror ../shared/chisie
 # README "Many workers, many machines"); a password is better kept in PGPASSWORD or ~/.pgpass.
 STORAGE ?=
 STORAGE_ARG := $(if $(STORAGE),--storage $(STORAGE),)
-# The search runs 60 minutes (STUDY_TIMEOUT) or TRIALS finished trials, whichever comes first. On
+# The search runs 75 minutes (STUDY_TIMEOUT) or TRIALS finished trials, whichever comes first. On
 # 2 cores the time ends it (the fastest CPU measured did 50 trials in 30 minutes, 166 in 92), so a
 # fast machine spends the whole budget searching (README "What a study found").
 TRIALS ?= 200
 # Seconds after which `make study` starts no new trial (running ones finish; the same command
-# resumes): 60 minutes leave the trials then running their ~10 and `make best` its 45 (BEST_MINUTES)
+# resumes): 75 minutes leave the trials then running their ~10 and `make best` its 35 (BEST_MINUTES)
 # within 2 hours on 2 cores (README "The whole study"). Empty: no limit.
-STUDY_TIMEOUT ?= 3600
+STUDY_TIMEOUT ?= 4500
 # Minutes `make best` may take: its ensembles are as large (at most 10 refits) as are estimated to
 # fit, from the chosen trial's own timing (README "Within a time budget"). Empty: always 10.
-BEST_MINUTES ?= 45
+BEST_MINUTES ?= 35
 # Worker processes for the study, each with cores/WORKERS torch threads: auto is one per CPU core
 # (2 here, as in the README's timings; at most 8), or 4 per GPU on a machine with NVIDIA GPUs.
 WORKERS ?= auto
@@ -50,7 +50,7 @@ data: $(DATA_DIR)/train.txt
 train: install data
 	$(PY) -m ner_core.train --data-dir $(DATA_DIR) --out results/notebook --test
 
-# The product's main job: a 60-minute Bayesian search (at most 200 trials; resumes if interrupted).
+# The product's main job: a 75-minute Bayesian search (at most 200 trials; resumes if interrupted).
 study: install data
 	$(PY) -m study.run --trials $(TRIALS) --workers $(WORKERS) --data-dir $(DATA_DIR) $(STORAGE_ARG) \
 		$(if $(STUDY_TIMEOUT),--timeout $(STUDY_TIMEOUT),)
