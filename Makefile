@@ -13,13 +13,14 @@ STORAGE_ARG := $(if $(STORAGE),--storage $(STORAGE),)
 # 2 cores the time ends it (the fastest CPU measured did 50 trials in 30 minutes, 166 in 92), so a
 # fast machine spends the whole budget searching (README "What a study found").
 TRIALS ?= 200
-# Seconds after which `make study` starts no new trial (running ones finish; the same command
-# resumes): 75 minutes leave the trials then running their ~10 and `make best` its 35 (BEST_MINUTES)
-# within 2 hours on 2 cores (README "The whole study"). Empty: no limit.
+# Seconds after which `make study` ends: no trial starts after it, and trials still running stop at
+# their next epoch end (kept as pruned; the same command resumes). 75 minutes and `make best`'s 38
+# (BEST_MINUTES) leave about 5 of 2 hours for best's estimate to be short on 2 cores, on any CPU
+# (README "The whole study"). Empty: no limit.
 STUDY_TIMEOUT ?= 4500
 # Minutes `make best` may take: its ensembles are as large (at most 10 refits) as are estimated to
 # fit, from the chosen trial's own timing (README "Within a time budget"). Empty: always 10.
-BEST_MINUTES ?= 35
+BEST_MINUTES ?= 38
 # Worker processes for the study, each with cores/WORKERS torch threads: auto is one per CPU core
 # (2 here, as in the README's timings; at most 8), or 4 per GPU on a machine with NVIDIA GPUs.
 WORKERS ?= auto

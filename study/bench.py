@@ -63,7 +63,7 @@ def curve(db: Path) -> list[tuple[float, float]]:
 
 
 def within(points: list[tuple[float, float]], budget: float) -> list[tuple[float, float]]:
-    """The improvements made within the budget (a trial running at the deadline is let finish)."""
+    """The improvements made within the budget (a trial running at the deadline stops as pruned)."""
     return [(s, v) for s, v in points if s <= budget]
 
 

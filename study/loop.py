@@ -22,9 +22,10 @@ def finished(study: optuna.Study) -> int:
 
 
 def run_trials(
-    study: optuna.Study, objective: Objective, gate: TrialGate, timeout: float | None, bar: bool, lines: bool
+    study: optuna.Study, objective: Objective, gate: TrialGate, deadline: float | None, bar: bool, lines: bool
 ) -> None:
-    """Run trials in this process until the study holds ``gate.target`` finished ones (or ``timeout``).
+    """Run trials in this process until the study holds ``gate.target`` finished ones, or until
+    ``deadline`` (a ``time.monotonic()`` value; the objective stops a trial running then).
 
     ``bar``: a progress bar over the study's finished trials (in a terminal only); ``lines``: a line
     per finished trial.
@@ -56,7 +57,6 @@ def run_trials(
             ran["error"] = err
             raise
 
-    deadline = None if timeout is None else time.monotonic() + timeout
     with progress:
         while gate.wait_for_room(study, deadline):
             ran.clear()

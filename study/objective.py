@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import statistics
+import time
 
 import optuna
 import torch
@@ -23,6 +24,8 @@ from .space import SearchSpace
 
 # Failures of one configuration that should not stop the study.
 CAUGHT = (TrainingError, torch.OutOfMemoryError, MemoryError)
+# The stop_reason of a trial still running when --timeout ran out (it is kept as pruned).
+TIMED_OUT = "stopped at --timeout"
 
 
 class Objective:
@@ -32,6 +35,10 @@ class Objective:
     mean of their best dev scores: a choice less at the mercy of one run's luck, at that many
     times the cost. The pruner judges the first seed's learning curve; the others, trained only
     for a configuration that got past it, run to the end.
+
+    ``deadline`` (a ``time.monotonic()`` value): a trial still running then stops at its next epoch
+    end and is kept as pruned, its stop_reason ``TIMED_OUT``, so that a search ends when it was told
+    to, whatever a trial takes on this machine.
     """
 
     def __init__(
@@ -42,6 +49,7 @@ class Objective:
         runtime: Runtime,
         embeddings: str | None = None,
         seeds: int = 1,
+        deadline: float | None = None,
     ):
         self.corpus = corpus
         self.base = base
@@ -49,6 +57,7 @@ class Objective:
         self.runtime = runtime
         self.embeddings = embeddings
         self.seeds = seeds
+        self.deadline = deadline
         self.vocab = Vocab.build(corpus.train, bigrams=True)  # sizes for counting parameters
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -61,10 +70,14 @@ class Objective:
 
         def report(epoch: EpochResult) -> None:
             runs[-1].append(epoch)
-            if len(runs) > 1:
-                return
-            trial.report(epoch.objective, epoch.epoch)
-            if trial.should_prune():
+            judged = len(runs) == 1  # the pruner sees the first seed only
+            if judged:
+                trial.report(epoch.objective, epoch.epoch)
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                trial.set_user_attr("stop_reason", TIMED_OUT)
+                record(trial, runs, self.runtime)
+                raise optuna.TrialPruned(f"{TIMED_OUT} after epoch {epoch.epoch} of seed {len(runs)}")
+            if judged and trial.should_prune():
                 record(trial, runs, self.runtime)
                 raise optuna.TrialPruned(f"pruned after epoch {epoch.epoch} (dev {epoch.objective:.4f})")
 

@@ -67,7 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="finish when the study holds this many finished (complete + pruned) trials, "
         "counting earlier runs and other workers (default 50)",
     )
-    run.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
+    run.add_argument(
+        "--timeout",
+        type=float,
+        help="end the search after this many seconds: no trial starts after it, and a trial still running "
+        "stops at its next epoch end (kept as pruned, stop_reason 'stopped at --timeout'); the same command "
+        "resumes the study",
+    )
     run.add_argument("--study-name", default=DEFAULT_STUDY, help=f"study to create or resume (default {DEFAULT_STUDY})")
     run.add_argument(
         "--storage",
@@ -321,16 +327,14 @@ def main(argv: list[str] | None = None) -> int:
                 slots=gpu_slots(runtime, args.workers),
             )
         else:
+            corpus = load_corpus(settings.data_dir)
+            # one deadline for starting trials and for stopping those still running at it
+            deadline = None if args.timeout is None else time.monotonic() + args.timeout
             objective = Objective(
-                load_corpus(settings.data_dir),
-                settings.base,
-                settings.space,
-                runtime,
-                args.embeddings,
-                settings.seeds_per_trial,
+                corpus, settings.base, settings.space, runtime, args.embeddings, settings.seeds_per_trial, deadline
             )
             gate = study.sampler.gate
-            run_trials(study, objective, gate, args.timeout, bar=not (args.quiet or args.child), lines=not args.quiet)
+            run_trials(study, objective, gate, deadline, bar=not (args.quiet or args.child), lines=not args.quiet)
         if args.child:
             return 0
         if not args.no_report:

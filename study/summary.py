@@ -11,6 +11,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from storage import HOW_TO_PASS, StorageURL
 
+from .objective import TIMED_OUT
 from .stored import DEFAULT_STUDY
 
 
@@ -27,6 +28,8 @@ def trial_line(study: optuna.Study, trial: FrozenTrial) -> str:
             f"trial {trial.number:>3} {trial.state.name:<8}  dev {value:.4f}  "
             f"{attrs.get('epochs_run', 0):>2} epochs {attrs.get('seconds', 0):6.0f} s"
         )
+        if attrs.get("stop_reason") == TIMED_OUT:
+            head += f"  ({TIMED_OUT})"
     try:
         best = f"  (best {study.best_value:.4f}, #{study.best_trial.number})"
     except ValueError:
@@ -60,7 +63,12 @@ def summary(study: optuna.Study, where: StorageURL, seconds: float, target: int 
         f"{counts[TrialState.FAIL]} failed); this run took {seconds / 60:.1f} min",
     ]
     if target is not None and done < target:  # only --timeout ends a run short of its target
-        lines.append(f"stopped by --timeout at {done} of {target} trials; the same command resumes the study")
+        cut = sum(t.user_attrs.get("stop_reason") == TIMED_OUT for t in trials)
+        lines.append(
+            f"stopped by --timeout at {done} of {target} trials"
+            + (f" ({cut} of them stopped while running)" if cut else "")
+            + "; the same command resumes the study"
+        )
     if counts[TrialState.COMPLETE]:
         best = study.best_trial
         lines.append(

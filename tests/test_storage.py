@@ -341,7 +341,7 @@ def test_a_worker_whose_trial_another_worker_failed_goes_on(tmp_path, monkeypatc
             storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         return trial.suggest_float("x", 0, 1)
 
-    run_trials(study, objective, gate, timeout=None, bar=False, lines=False)
+    run_trials(study, objective, gate, deadline=None, bar=False, lines=False)
     assert settled(storage) == {"COMPLETE": 2, "FAIL": 1}
     assert "note: trial 0 was failed by another worker while it ran here" in capsys.readouterr().err
 
@@ -350,7 +350,7 @@ def test_a_worker_whose_trial_another_worker_failed_goes_on(tmp_path, monkeypatc
 
     gate.target = 3
     with pytest.raises(RuntimeError, match="a bug"):
-        run_trials(study, broken, gate, timeout=None, bar=False, lines=False)
+        run_trials(study, broken, gate, deadline=None, bar=False, lines=False)
 
 
 # --- URLs --------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ import json
 import os
 import sqlite3
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -10,15 +11,19 @@ import torch
 from optuna.trial import TrialState
 
 from ner_core.config import TrainConfig
+from ner_core.data import load_corpus
 from ner_core.errors import NonFiniteLossError
 from ner_core.model import Ensemble
+from ner_core.runtime import decide_runtime
 from ner_core.saving import load_model
 from ner_core.synthetic import make_corpus
+from storage import choose_storage
 from study import best as study_best
 from study import objective as study_objective
 from study import run as study_run
 from study import space
 from study.stored import StudySettings
+from study.summary import summary, trial_line
 
 
 @pytest.fixture
@@ -145,6 +150,33 @@ def test_baseline_is_the_notebook_configuration(workdir):
     trial = load(workdir).trials[0]
     assert trial.params == {"lr": 5e-4, "hidden_size": 512, "num_layers": 3, "dropout": 0.5, "batch_size": 128}
     assert trial.user_attrs["baseline"] == "notebook"
+
+
+def test_a_trial_running_at_the_deadline_stops_after_its_epoch_as_pruned(workdir, monkeypatch):
+    """--timeout ends the search then: a trial still running stops when its epoch in progress ends,
+    in whichever seed, and is kept as pruned with the pruner's curve and the reason (never as
+    complete with a part-trained seed in its mean)."""
+    corpus = load_corpus(workdir / "corpus")
+    base = TrainConfig(max_epochs=3, hidden_size=8, embed_dim=8, batch_size=32)
+    searched = space.SearchSpace({"lr": (1e-3, 1e-2)})
+    runtime = decide_runtime("cpu", 1, "float32")
+    where = choose_storage(f"sqlite:///{workdir / 'study.db'}")
+    for seeds, deadline in ((2, 4.5), (1, 0.5)):
+        ticks = iter(range(1, 100))  # the clock moves one tick per epoch: deadline 4.5 falls in the 5th
+        monkeypatch.setattr(study_objective, "time", SimpleNamespace(monotonic=ticks.__next__))
+        objective = study_objective.Objective(corpus, base, searched, runtime, seeds=seeds, deadline=deadline)
+        study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+        study.optimize(objective, n_trials=1)
+        (trial,) = study.trials
+        assert trial.state == TrialState.PRUNED and trial.user_attrs["stop_reason"] == study_objective.TIMED_OUT
+        epochs = [1, 2, 3] if seeds == 2 else [1]  # the first seed's curve, as far as it ran
+        assert sorted(trial.intermediate_values) == epochs and trial.user_attrs["epochs_run"] == len(epochs)
+        assert next(ticks) == (6 if seeds == 2 else 2)  # stopped in epoch 2 of seed 2, or epoch 1: none after
+        line = trial_line(study, trial)
+        assert "PRUNED" in line and line.count("(stopped at --timeout)") == 1
+        assert "stopped by --timeout at 1 of 5 trials (1 of them stopped while running)" in summary(
+            study, where, 60.0, target=5
+        )
 
 
 def test_a_failing_trial_is_recorded_and_the_study_goes_on(workdir, monkeypatch):
