@@ -80,6 +80,13 @@ class PaddedBiLSTM(nn.Module):
         return x.float()
 
 
+def entity_biased(emissions: torch.Tensor, bias: float) -> torch.Tensor:
+    """Emissions [..., tags] with ``bias`` added to every tag's score but O's (every TagSet puts O first)."""
+    if not bias:
+        return emissions
+    return torch.cat([emissions[..., :1], emissions[..., 1:] + bias], dim=-1)
+
+
 class BiLSTMCRF(nn.Module):
     """The tagger. ``loss`` trains it, ``decode`` tags with Viterbi.
 
@@ -138,6 +145,11 @@ class BiLSTMCRF(nn.Module):
             x = self.attention(x, mask)
         return self.classifier(self.dropout(x))
 
+    def decoding_emissions(self, tokens: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The emissions Viterbi reads: with ``config.entity_bias`` added to every tag but O, which
+        every TagSet puts first, so that a path's score rises by the bias per entity character."""
+        return entity_biased(self.emissions(tokens, mask, lengths), self.config.entity_bias)
+
     def loss(self, tokens: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Mean negative log-likelihood per sentence (the notebook's reduction)."""
         emissions = self.emissions(tokens, mask, lengths)
@@ -145,7 +157,7 @@ class BiLSTMCRF(nn.Module):
 
     def decode(self, tokens: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
         """Best tag ids per sentence (Viterbi), each as long as the sentence."""
-        return self.crf.decode(self.emissions(tokens, mask, lengths), mask=mask)
+        return self.crf.decode(self.decoding_emissions(tokens, mask, lengths), mask=mask)
 
 
 class Ensemble(nn.Module):
@@ -172,7 +184,7 @@ class Ensemble(nn.Module):
 
     def decode(self, tokens: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
         """Best tag ids per sentence under the members' mean scores, each as long as the sentence."""
-        emissions = torch.stack([m.emissions(tokens, mask, lengths) for m in self.members])
+        emissions = torch.stack([m.decoding_emissions(tokens, mask, lengths) for m in self.members])
         moves = [m.crf.scores(decoding=True) for m in self.members]
         return mean_paths(emissions, moves, mask, scan=self.members[0].crf.scan)
 
@@ -193,6 +205,14 @@ def mean_paths(
 
 
 Tagger = BiLSTMCRF | Ensemble  # what predict_ids, evaluate and a saved model's ``model`` accept
+
+
+def with_entity_bias(model: Tagger, bias: float) -> Tagger:
+    """The model, decoding from now on with ``bias`` as its ``config.entity_bias`` (an Ensemble's
+    members too, whose mean scores it decodes)."""
+    for part in (model, *getattr(model, "members", ())):
+        part.config = part.config.replace(entity_bias=bias)
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:

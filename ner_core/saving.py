@@ -61,6 +61,13 @@ def save_ensemble(directory: str | Path, members: Sequence[SavedModel], sources:
     return _write_model(Path(directory), model, first.config, first.vocab, first.tagset, metrics)
 
 
+def save_with_entity_bias(directory: str | Path, saved: SavedModel, bias: float) -> Path:
+    """Write a loaded model into ``directory`` decoding with ``bias`` as its ``entity_bias``: the same
+    weights, vocabulary, tags and metrics (``entity_bias`` only changes how it decodes)."""
+    config = saved.config.replace(entity_bias=bias)
+    return _write_model(Path(directory), saved.model, config, saved.vocab, saved.tagset, saved.metrics)
+
+
 def _write_model(
     directory: Path, model: Tagger, config: TrainConfig, vocab: Vocab, tagset: TagSet, metrics: dict[str, Any]
 ) -> Path:

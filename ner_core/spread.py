@@ -35,7 +35,7 @@ from .config import TrainConfig
 from .data import Batch, Corpus, EncodedSplit, Sentence, load_corpus
 from .errors import UserError
 from .metrics import entity_scores, token_scores
-from .model import mean_paths
+from .model import entity_biased, mean_paths
 from .runtime import Runtime, add_runtime_arguments, runtime_from_args
 from .saving import SavedModel, load_model, save_model
 from .train import EVAL_BATCH_SIZE, fit, result_metrics
@@ -99,6 +99,7 @@ class SplitScores:
     def __init__(self, members: list[SavedModel], sentences: list[Sentence]):
         first = members[0]
         self.tagset, self.sentences, self.members = first.tagset, sentences, len(members)
+        self.entity_bias = first.config.entity_bias
         self.gold = [s.tags for s in sentences]
         device = next(first.model.parameters()).device
         encoded = EncodedSplit(sentences, first.vocab, first.tagset)
@@ -111,18 +112,21 @@ class SplitScores:
                 torch.stack([m.model.emissions(*on(b, device)).float().cpu() for m in members]) for b in self.batches
             ]
             self.moves = [tuple(t.cpu() for t in m.model.crf.scores(decoding=True)) for m in members]
-        self.cache: dict[tuple[int, ...], dict[str, float]] = {}
+        self.cache: dict[tuple[tuple[int, ...], float], dict[str, float]] = {}
 
     @torch.inference_mode()
-    def score(self, members: tuple[int, ...]) -> dict[str, float]:
-        """Token macro-F1 and entity F1 of the ensemble of these members (by index)."""
-        key = tuple(sorted(members))
+    def score(self, members: tuple[int, ...], entity_bias: float | None = None) -> dict[str, float]:
+        """Token macro-F1 and entity F1 of the ensemble of these members (by index), decoding with
+        ``entity_bias`` (default: the members' own)."""
+        bias = self.entity_bias if entity_bias is None else entity_bias
+        picked = tuple(sorted(members))
+        key = (picked, bias)
         if key not in self.cache:
-            pick = torch.tensor(key)
-            moves = [self.moves[i] for i in key]
+            pick = torch.tensor(picked)
+            moves = [self.moves[i] for i in picked]
             predicted: list[list[str]] = [[] for _ in self.sentences]
             for batch, emissions in zip(self.batches, self.emissions):
-                for i, ids in zip(batch.index, mean_paths(emissions[pick], moves, batch.mask)):
+                for i, ids in zip(batch.index, mean_paths(entity_biased(emissions[pick], bias), moves, batch.mask)):
                     predicted[i] = [self.tagset.tags[t] for t in ids]
             gold = self.gold
             scores = {**token_scores(gold, predicted), **entity_scores(gold, predicted, self.tagset.scheme)}
@@ -144,7 +148,7 @@ def spread(scores: SplitScores, size: int, draws: int, bound: float, seed: int) 
     for _ in tqdm(range(draws), desc=f"ensembles of {size}", unit="draw", leave=False, disable=None):
         order = rng.sample(range(scores.members), THREE * size)
         threes.append([scores.score(tuple(order[j * size : (j + 1) * size])) for j in range(THREE)])
-    ensembles = [s for key, s in scores.cache.items() if len(key) == size]
+    ensembles = [s for (picked, bias), s in scores.cache.items() if len(picked) == size and bias == scores.entity_bias]
     out: dict[str, Any] = {"size": size, "draws": draws, "ensembles_scored": len(ensembles)}
     for key in KEYS:
         stds = [statistics.stdev(e[key] for e in three) for three in threes]

@@ -3,13 +3,15 @@ mean dev score, and test only the chosen one.
 
 One trial's dev score is partly its seed's luck. So the top ``--top`` trials (by their search
 score) are retrained under ``--seeds`` seeds each, with early stopping on dev; the configuration
-with the best mean dev score is chosen. Dev has then done its job, so (unless ``--no-refit``) the
-chosen configuration is trained once more under each seed on train + dev, for the whole schedule,
-and those models are the ones kept: with ``--test`` each is scored on the test split exactly once
-(no other model touches it). The model of the seed whose retraining scored best on dev is saved
-where ``python -m ner_core.predict`` can load it. With ``--ensemble N`` each kept model is an
-Ensemble of N refits under different seeds, tagging by their mean scores; ``--time-budget`` makes N as
-large as is estimated to fit the minutes given. ``--jobs`` trains in parallel.
+with the best mean dev score is chosen, and dev then chooses one more thing, the kept models' bias
+toward the entity tags when decoding (``--entity-bias``: by default the one under which the
+retrainings tag dev best). Dev has then done its job, so (unless ``--no-refit``) the chosen
+configuration is trained once more under each seed on train + dev, for the whole schedule, and
+those models are the ones kept: with ``--test`` each is scored on the test split exactly once (no
+other model touches it). The model of the seed whose retraining scored best on dev is saved where
+``python -m ner_core.predict`` can load it. With ``--ensemble N`` each kept model is an Ensemble of
+N refits under different seeds, tagging by their mean scores; ``--time-budget`` makes N as large as
+is estimated to fit the minutes given. ``--jobs`` trains in parallel.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import statistics
 import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +33,12 @@ from tqdm import tqdm
 
 from ner_core.config import TrainConfig
 from ner_core.data import Corpus, EncodedSplit, load_corpus
+from ner_core.entity_bias import GRID, best_bias, dev_scores
 from ner_core.errors import UserError
 from ner_core.metrics import OBJECTIVE_KEYS, format_per_type
+from ner_core.model import with_entity_bias
 from ner_core.runtime import Runtime, add_runtime_arguments, decide_runtime, fallback
-from ner_core.saving import copy_model, load_model, save_ensemble, save_model
+from ner_core.saving import copy_model, load_model, save_ensemble, save_model, save_with_entity_bias
 from ner_core.train import evaluate, fit, result_metrics
 from storage import DEFAULT_URL, ENV_STORAGE, choose_storage, open_storage
 
@@ -47,6 +51,9 @@ from .timing import estimate_seconds, largest_ensemble, run_times
 # spread; ensembles of 5 did both again over 3, and of 10 over 5 (README "One model or an ensemble?",
 # "Three or five?", "Five or ten?"). --time-budget makes them smaller where they do not fit.
 DEFAULT_ENSEMBLE = 10
+# The kept models' bias toward entity tags when decoding: "auto" chooses it on dev (README "A bias
+# toward entities"); a number sets it.
+DEFAULT_ENTITY_BIAS = "auto"
 HEADLINE = ("token_macro_f1", "token_accuracy", "entity_precision", "entity_recall", "entity_f1", "entity_macro_f1")
 
 
@@ -192,23 +199,50 @@ def scored_models(split: str, refit: bool, ensemble: int = 1) -> str:
     return f", of the retrainings on train (the kept models, {kept}, have no dev score)"
 
 
-def keep(run: dict[str, Any], trial: int, index: int, out: Path, refit: bool) -> str:
+def keep(run: dict[str, Any], trial: int, index: int, out: Path, refit: bool, entity_bias: float = 0.0) -> str:
     """The folder of the model kept for one seed: its retraining, its refit, or the Ensemble of its
-    refits, which is written here."""
-    if not refit:
-        return run["folder"]
-    folders = run["refit_folders"]
-    if len(folders) == 1:
+    refits, which is written here; with an ``entity_bias`` other than 0, a copy decoding with it."""
+    folders = run["refit_folders"] if refit else [run["folder"]]
+    if len(folders) == 1 and not entity_bias:
         return folders[0]
     members = [load_model(f) for f in folders]
+    if len(members) == 1:
+        return str(save_with_entity_bias(out / "kept" / f"trial-{trial}-seed-{index}", members[0], entity_bias))
+    members = [replace(m, config=m.config.replace(entity_bias=entity_bias)) for m in members]
     return str(save_ensemble(out / "ensemble" / f"trial-{trial}-seed-{index}", members, folders))
 
 
-def scored_on_test(folder: str, runtime: Runtime, corpus: Corpus) -> dict[str, Any]:
-    """The saved model's scores on the test split."""
+def chosen_entity_bias(
+    setting: str, chosen: Candidate, corpus: Corpus, together: bool
+) -> tuple[float, dict[float, float] | None]:
+    """The kept models' entity bias: the number given, or with "auto" the bias under which the
+    chosen trial's retrainings (trained on train alone) score best on dev, with the dev score under
+    each bias: of the ensemble of the retrainings (``together``: where the kept models are
+    ensembles), else their mean."""
+    if setting != "auto":
+        return float(setting), None
+    models = [load_model(r["folder"], chosen.runtime) for r in chosen.runs]
+    key = OBJECTIVE_KEYS[chosen.config.objective]
+    scores = dev_scores(models, corpus.dev, key, together)
+    return best_bias(scores), scores
+
+
+def scored_on_test(folder: str, runtime: Runtime, corpus: Corpus, entity_bias: float | None = None) -> dict[str, Any]:
+    """The saved model's scores on the test split (decoding with ``entity_bias`` where given)."""
     assert corpus.test is not None
     saved = load_model(folder, runtime)
+    if entity_bias is not None:
+        with_entity_bias(saved.model, entity_bias)
     return evaluate(saved.model, EncodedSplit(corpus.test, saved.vocab, saved.tagset), corpus.test, saved.tagset)
+
+
+def entity_bias_line(bias: float, scores: dict[float, float] | None, metric: str, seeds: int, together: bool) -> str:
+    """What the kept models' entity bias is and, when chosen on dev, what chose it."""
+    if scores is None:
+        return f"entity bias {bias:g} (given)"
+    tried = ", ".join(f"{b:g}: {s:.4f}" for b, s in scores.items())
+    by = f"the ensemble of the {seeds} retrainings'" if together else f"the {seeds} retrainings' mean"
+    return f"entity bias {bias:g}, chosen on dev by {by} {metric} ({tried})"
 
 
 def markdown(
@@ -220,6 +254,7 @@ def markdown(
     refit: bool,
     ensemble: int,
     singles: dict[str, Any] | None,
+    bias_line: str,
 ) -> str:
     def ms(x: dict[str, float]) -> str:
         return f"{x['mean']:.4f} ± {x['std']:.4f}"
@@ -239,6 +274,8 @@ def markdown(
         "```json",
         json.dumps(chosen.config.to_dict(), indent=2, sort_keys=True),
         "```",
+        "",
+        f"The kept models decode with {bias_line}.",
         "",
         "| score | value |",
         "|---|---|",
@@ -329,7 +366,16 @@ def main(argv: list[str] | None = None) -> int:
         metavar="MINUTES",
         help="make the ensembles as large as fit: the largest size up to --ensemble whose trainings are "
         "estimated to end within MINUTES, from the chosen trial's own timing in the study (make best gives "
-        "35, so that make study and make best end within 2 hours on 2 cores; default: no limit)",
+        "38, so that make study and make best end within 2 hours on 2 cores; default: no limit)",
+    )
+    parser.add_argument(
+        "--entity-bias",
+        default=DEFAULT_ENTITY_BIAS,
+        metavar="auto|B",
+        help="the kept models' bias toward entity tags when decoding (config entity_bias): auto tries "
+        f"{', '.join(f'{b:g}' for b in GRID)} on dev with the retrainings (trained on train alone; their "
+        "ensemble where the kept models are ensembles) and keeps the one that scores best; a number sets it; "
+        f"0: the models as trained (default {DEFAULT_ENTITY_BIAS}; README, A bias toward entities)",
     )
     parser.add_argument("--jobs", type=int, default=1, help="trainings at once (default 1; each with --threads)")
     parser.add_argument("--test", action="store_true", help="score each model of the chosen trial on test once")
@@ -359,6 +405,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
         if args.time_budget is not None and not args.time_budget > 0:  # nan too
             raise UserError(f"--time-budget must be positive, got {args.time_budget:g}")
+        if args.entity_bias != "auto":
+            try:
+                TrainConfig(entity_bias=float(args.entity_bias))
+            except ValueError:
+                raise UserError(f"--entity-bias must be auto or a number, got {args.entity_bias!r}") from None
         if args.ensemble is None:
             args.ensemble = DEFAULT_ENSEMBLE if args.refit else 1
         elif args.ensemble > 1 and not args.refit:
@@ -397,15 +448,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"refitting trial {chosen.trial.number} on train + dev under {args.seeds * args.ensemble} seed(s)")
             tasks = tasks_for([chosen], args.seeds, refit=True, ensemble=args.ensemble)
             train_all(tasks, corpus, out, args.jobs, args.quiet)
+        key = OBJECTIVE_KEYS[chosen.config.objective]
+        together = args.ensemble > 1 and len(chosen.runs) > 1
+        bias, bias_scores = chosen_entity_bias(args.entity_bias, chosen, corpus, together)
+        bias_line = entity_bias_line(bias, bias_scores, key.replace("_", " "), len(chosen.runs), together)
+        print(bias_line)
         for index, run in enumerate(chosen.runs):
-            run["kept_folder"] = keep(run, chosen.trial.number, index, out, args.refit)
+            run["kept_folder"] = keep(run, chosen.trial.number, index, out, args.refit, bias)
         split = "test" if args.test else "dev"
         singles = None
         if args.test:  # the only models that ever see the test split, each once
             for run in chosen.runs:
                 run["test"] = scored_on_test(run["kept_folder"], chosen.runtime, corpus)
                 if args.ensemble > 1:
-                    run["member_tests"] = [scored_on_test(f, chosen.runtime, corpus) for f in run["refit_folders"]]
+                    run["member_tests"] = [
+                        scored_on_test(f, chosen.runtime, corpus, bias) for f in run["refit_folders"]
+                    ]
                 print(
                     f"seed {run['seed']}: test token macro-F1 {run['test']['token_macro_f1']:.4f}, "
                     f"entity F1 {run['test']['entity_f1']:.4f}" + (" (ensemble)" if args.ensemble > 1 else "")
@@ -413,7 +471,6 @@ def main(argv: list[str] | None = None) -> int:
             if args.ensemble > 1:
                 singles = aggregate([m for r in chosen.runs for m in r["member_tests"]])
         summary = aggregate([r[split] for r in chosen.runs])
-        key = OBJECTIVE_KEYS[chosen.config.objective]
         best_run = max(chosen.runs, key=lambda r: r["dev"][key])
         model_dir = copy_model(best_run["kept_folder"], out / "model")
         report = {
@@ -425,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
             "split": split,
             "refit": args.refit,
             "ensemble": args.ensemble,
+            "entity_bias": bias,
+            "dev_by_entity_bias": None if bias_scores is None else {f"{b:g}": s for b, s in bias_scores.items()},
             "seeds": [r["seed"] for r in chosen.runs],
             "runtime": chosen.runtime.record(),
             "candidates": [
@@ -437,7 +496,9 @@ def main(argv: list[str] | None = None) -> int:
         }
         (out / "best.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         (out / "report.md").write_text(
-            markdown(args.study_name, chosen, candidates, split, summary, args.refit, args.ensemble, singles),
+            markdown(
+                args.study_name, chosen, candidates, split, summary, args.refit, args.ensemble, singles, bias_line
+            ),
             encoding="utf-8",
         )
     except UserError as err:

@@ -80,7 +80,10 @@ def summary(study: optuna.Study, where: StorageURL, seconds: float, target: int 
     if ran:  # every worker, on this machine or another
         lines.append("ran on: " + ", ".join(f"{name} ({n} trials)" for name, n in ran.items()))
     best_command, dashboard_command = next_commands(study.study_name, where)
-    lines.append(f"next: {best_command}")
+    if counts[TrialState.COMPLETE]:
+        lines.append(f"next: {best_command}")
+    else:  # study.best would only say that it has nothing to retrain
+        lines.append("next: the same command again, to finish a trial: study.best needs a complete one")
     lines.append(f"      {dashboard_command}   # then open http://127.0.0.1:8080")
     if note := storage_note(where):
         lines.append(f"      {note}")

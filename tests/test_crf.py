@@ -8,7 +8,7 @@ import torchcrf
 from ner_core.config import TrainConfig
 from ner_core.crf import CRF, LIKELIHOOD_FORBIDDEN
 from ner_core.data import EncodedSplit, load_corpus
-from ner_core.model import BiLSTMCRF, Ensemble
+from ner_core.model import BiLSTMCRF, Ensemble, with_entity_bias
 from ner_core.synthetic import make_corpus
 from ner_core.tags import TagSet, allowed_transitions, invalid_transitions
 from ner_core.train import fit, predict_ids
@@ -282,6 +282,37 @@ def test_an_ensemble_decodes_the_allowed_path_with_the_best_mean_score_by_brute_
 
             assert tuple(path) == max(paths, key=mean_score)
     assert any(len({tuple(s[b]) for s in singles}) > 1 for b in range(len(decoded)))  # the members disagree
+
+
+@pytest.mark.parametrize("bias", [-1.5, 1.5])
+def test_an_entity_bias_adds_to_each_entity_character_of_a_path_by_brute_force(bias):
+    """With ``entity_bias`` a model (and an ensemble) decodes the allowed path with the best score
+    plus the bias once per character tagged other than O; training's scores are unchanged."""
+    tagset = BIOES
+    members = small_models(tagset, 2, seed=2)
+    tokens, mask, lengths = char_batch(batch=8, steps=4, seed=2)
+    with torch.no_grad():
+        emissions = [m.emissions(tokens, mask, lengths) for m in members]
+        unbiased = [m.decode(tokens, mask, lengths) for m in members] + [
+            Ensemble(members).decode(tokens, mask, lengths)
+        ]
+        for m in members:
+            with_entity_bias(m, bias)
+        assert all(torch.equal(m.emissions(tokens, mask, lengths), e) for m, e in zip(members, emissions))
+        ensemble = Ensemble(members)
+        for tagger, parts in [(members[0], members[:1]), (members[1], members[1:]), (ensemble, members)]:
+            decoded = tagger.decode(tokens, mask, lengths)
+            for b, path in enumerate(decoded):
+                paths = [p for p in all_paths(tagset, int(lengths[b])) if valid(tagset, p)]
+
+                def score(p, b=b, parts=parts):
+                    mean = sum(float(path_score(m.crf, emissions[members.index(m)][b], p)) for m in parts) / len(parts)
+                    return mean + bias * sum(tag != 0 for tag in p)
+
+                assert tuple(path) == max(paths, key=score)
+        biased = [m.decode(tokens, mask, lengths) for m in members] + [ensemble.decode(tokens, mask, lengths)]
+    assert all(b != u for b, u in zip(biased, unbiased))  # the bias changed some paths of each
+    assert with_entity_bias(ensemble, 0.0).config.entity_bias == 0.0 == members[0].config.entity_bias
 
 
 def test_an_ensemble_of_copies_tags_as_the_model_alone_and_needs_two_members():

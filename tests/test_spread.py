@@ -4,7 +4,7 @@ import pytest
 
 from ner_core import spread
 from ner_core.data import EncodedSplit, load_corpus
-from ner_core.model import Ensemble
+from ner_core.model import Ensemble, with_entity_bias
 from ner_core.saving import load_model
 from ner_core.train import evaluate
 
@@ -41,6 +41,10 @@ def test_spread_trains_members_as_refits_and_scores_groupings_as_the_ensembles_w
     for pick, model in (((0,), members[0].model), ((1, 2), Ensemble([members[1].model, members[2].model]))):
         expected = evaluate(model, dev, corpus.dev, members[0].tagset)
         assert scores.score(pick) == {k: expected[k] for k in spread.KEYS}
+        # under an entity bias (one that changes the tags of models this sure), as the model decoding with it
+        expected = evaluate(with_entity_bias(model, 20.0), dev, corpus.dev, members[0].tagset)
+        assert scores.score(pick, 20.0) == {k: expected[k] for k in spread.KEYS} != scores.score(pick)
+        with_entity_bias(model, 0.0)
     # the same seed draws the same groupings
     again = spread.spread(scores, 2, 20, 0.01, 7)
     assert again == spread.spread(spread.SplitScores(members, corpus.dev), 2, 20, 0.01, 7)

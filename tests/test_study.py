@@ -11,12 +11,14 @@ import torch
 from optuna.trial import TrialState
 
 from ner_core.config import TrainConfig
-from ner_core.data import load_corpus
+from ner_core.data import EncodedSplit, load_corpus
+from ner_core.entity_bias import GRID, best_bias
 from ner_core.errors import NonFiniteLossError
-from ner_core.model import Ensemble
+from ner_core.model import Ensemble, with_entity_bias
 from ner_core.runtime import decide_runtime
 from ner_core.saving import load_model
 from ner_core.synthetic import make_corpus
+from ner_core.train import evaluate
 from storage import choose_storage
 from study import best as study_best
 from study import objective as study_objective
@@ -174,9 +176,10 @@ def test_a_trial_running_at_the_deadline_stops_after_its_epoch_as_pruned(workdir
         assert next(ticks) == (6 if seeds == 2 else 2)  # stopped in epoch 2 of seed 2, or epoch 1: none after
         line = trial_line(study, trial)
         assert "PRUNED" in line and line.count("(stopped at --timeout)") == 1
-        assert "stopped by --timeout at 1 of 5 trials (1 of them stopped while running)" in summary(
-            study, where, 60.0, target=5
-        )
+        printed = summary(study, where, 60.0, target=5)
+        assert "stopped by --timeout at 1 of 5 trials (1 of them stopped while running)" in printed
+        # no complete trial: study.best has nothing to retrain, so it is not the next command
+        assert "python -m study.best" not in printed and "next: the same command again, to finish a trial" in printed
 
 
 def test_a_failing_trial_is_recorded_and_the_study_goes_on(workdir, monkeypatch):
@@ -204,7 +207,8 @@ def test_best_retrains_tests_and_saves_a_loadable_model(workdir, capsys):
     storage = f"sqlite:///{workdir / 'study.db'}"
     torch.set_num_threads(2)  # the retraining must take the trials' thread count (1), not this one
     try:
-        assert study_best.main(["--storage", storage, "--seeds", "2", "--ensemble", "1", "--test", "--quiet"]) == 0
+        args = ["--storage", storage, "--seeds", "2", "--ensemble", "1", "--entity-bias", "0", "--test", "--quiet"]
+        assert study_best.main(args) == 0
     finally:
         torch.set_num_threads(1)
     out = workdir / "results" / "bilstm-crf"
@@ -238,13 +242,31 @@ def test_best_retrains_tests_and_saves_a_loadable_model(workdir, capsys):
     )
 
     # without --test: dev scores only, and the command that scores test, as the study's summary prints it;
-    # --no-refit keeps the model trained on train alone
-    assert study_best.main(["--storage", storage, "--seeds", "1", "--quiet", "--no-refit"]) == 0  # --ensemble 1 then
+    # --no-refit keeps the model trained on train alone (--ensemble 1 then), here copied to decode with the
+    # entity bias given
+    args = ["--storage", storage, "--seeds", "1", "--quiet", "--no-refit", "--entity-bias", "1.5"]
+    assert study_best.main(args) == 0
     report = json.loads((out / "best.json").read_text())
     assert report["split"] == "dev" and not report["refit"] and "refit_folders" not in report["runs"][0]
-    assert report["runs"][0]["kept_folder"] == report["runs"][0]["folder"]
-    assert "魏" not in load_model(out / "model").vocab.stoi
-    assert f"python -m study.best --test --storage {storage}   # scores the test split once" in capsys.readouterr().out
+    assert report["entity_bias"] == 1.5 and report["dev_by_entity_bias"] is None
+    run = report["runs"][0]
+    assert Path(run["kept_folder"]) == Path("results/bilstm-crf/kept/trial-{}-seed-0".format(report["trial"]))
+    kept, trained, saved = (load_model(f) for f in (run["kept_folder"], run["folder"], out / "model"))
+    assert torch.equal(kept.model.embedding.weight, trained.model.embedding.weight) and "魏" not in saved.vocab.stoi
+    assert (kept.config.entity_bias, saved.config.entity_bias, trained.config.entity_bias) == (1.5, 1.5, 0.0)
+    printed = capsys.readouterr().out
+    assert f"python -m study.best --test --storage {storage}   # scores the test split once" in printed
+    assert (
+        "entity bias 1.5 (given)\n" in printed
+        and "decode with entity bias 1.5 (given)." in (out / "report.md").read_text()
+    )
+    for bad in ("high", "inf"):
+        assert study_best.main([*args[:-1], bad]) == 2
+        assert capsys.readouterr().err == (
+            f"error: --entity-bias must be auto or a number, got '{bad}'\n"
+            if bad == "high"
+            else "error: --entity-bias must be a finite number, got inf\n"
+        )
 
 
 def test_best_ensemble_keeps_an_ensemble_of_refits_per_seed_and_scores_its_members(workdir, capsys):
@@ -264,8 +286,28 @@ def test_best_ensemble_keeps_an_ensemble_of_refits_per_seed_and_scores_its_membe
         assert len(run["member_tests"]) == 2 and 0 < run["test"]["entity_f1"] <= 1
     singles = [m["token_macro_f1"] for run in report["runs"] for m in run["member_tests"]]
     assert report["single_models"]["token_macro_f1"]["mean"] == pytest.approx(sum(singles) / 4)
-    assert isinstance(load_model(out / "model").model, Ensemble)
+    # the kept models decode with the entity bias under which the retrainings (train alone) did best on dev
+    scores = {float(b): s for b, s in report["dev_by_entity_bias"].items()}
+    assert list(scores) == list(GRID) and report["entity_bias"] == best_bias(scores)
+    # (the kept models being ensembles, judged by the ensemble of the retrainings)
+    runtime = decide_runtime("cpu", 1, report["runtime"]["precision"])
+    dev = load_corpus(workdir / "corpus").dev
+    retrained = [load_model(run["folder"], runtime) for run in report["runs"]]
+    together = Ensemble([m.model for m in retrained])
+    encoded = EncodedSplit(dev, retrained[0].vocab, retrained[0].tagset)
+    for bias in (GRID[0], 0.0, GRID[-1]):
+        expected = evaluate(with_entity_bias(together, bias), encoded, dev, retrained[0].tagset)["token_macro_f1"]
+        assert scores[bias] == pytest.approx(expected)
+    for folder in [run["kept_folder"] for run in report["runs"]] + [out / "model"]:
+        kept = load_model(folder)
+        assert kept.config.entity_bias == report["entity_bias"]
+        assert all(m.config.entity_bias == report["entity_bias"] for m in kept.model.members)
     printed = capsys.readouterr().out
+    assert (
+        f"entity bias {report['entity_bias']:g}, chosen on dev by the ensemble of the 2 retrainings' token macro f1 ("
+        in printed
+    )
+    assert isinstance(load_model(out / "model").model, Ensemble)
     assert "over 2 seeds, of the ensembles of 2 models refit on train + dev" in printed
     assert "the 4 single models, each on its own:" in printed
     assert "The 4 single models of the ensembles, each on its own: token macro f1" in (out / "report.md").read_text()
