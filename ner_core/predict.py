@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .data import EncodedSplit, Sentence
 from .errors import UserError
+from .model import with_entity_bias
 from .runtime import add_runtime_arguments, fallback, runtime_from_args
 from .saving import SavedModel, load_model
 from .tags import spans
@@ -85,10 +86,19 @@ def main(argv: list[str] | None = None) -> int:
         default="jsonl",
         help="jsonl: one JSON object of entity spans per line (default); conll: character<TAB>tag",
     )
+    parser.add_argument(
+        "--entity-bias",
+        type=float,
+        metavar="B",
+        help="decode with this bias toward entity tags instead of the model's own (its config.json's "
+        "entity_bias, which study.best chose on dev): higher finds more entities, less sure ones",
+    )
     add_runtime_arguments(parser)
     args = parser.parse_args(argv)
     try:
         saved = load_placed(args.model_dir, args)
+        if args.entity_bias is not None:
+            with_entity_bias(saved.model, args.entity_bias)
         if args.file:
             try:
                 lines = read_lines(Path(args.file).read_text(encoding="utf-8-sig").splitlines())

@@ -198,6 +198,15 @@ def test_train_cli_then_predict_round_trip(corpus_dir, tmp_path):
     assert records[2]["entities"] == [{"type": "PER", "start": 2, "end": 3, "text": "趙"}]
     proc = run("ner_core.predict", str(out), "--format", "conll", input="之張王曰\n")
     assert proc.stdout == "之\tO\n張\tB-PER\n王\tE-PER\n曰\tO\n\n"
+    # a bias toward the entity tags large enough to outweigh what the model knows: no character is O
+    proc = run("ner_core.predict", str(out), "--format", "conll", "--entity-bias", "50", input="之張王曰\n")
+    assert proc.returncode == 0 and "\tO\n" not in proc.stdout and proc.stdout.count("\n") == 5, proc.stdout
+    proc = run("ner_core.predict", str(out), "--entity-bias", "nan", input="之\n")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        2,
+        "",
+        "error: --entity-bias must be a finite number, got nan\n",
+    )
 
 
 def test_a_bigram_model_reads_bigrams_and_saves_their_table(corpus_dir, tiny_config, tmp_path):
