@@ -142,6 +142,7 @@ def test_the_printed_next_commands_work_as_printed(backend, tmp_path):
     assert best.returncode == 0, best.stdout + best.stderr
     assert "test scores of trial" in best.stdout and "\r" not in best.stdout + best.stderr
     assert "seed 42  epoch" in best.stdout  # plain epoch lines in place of the bars
+    assert "entity bias 0 (the models decode as trained)\n" in best.stdout  # the default
     if secret:
         assert secret not in best.stdout + best.stderr
 
