@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_space_arguments(parser)
     add_config_arguments(
         parser,
-        exclude=("objective", "seed"),
+        exclude=("objective", "seed", "entity_bias"),  # entity_bias: study.best chooses it
         defaults=STUDY_BASE,
         title="fixed for every trial (a searched setting's value comes from the search instead)",
     )
