@@ -3,15 +3,15 @@ mean dev score, and test only the chosen one.
 
 One trial's dev score is partly its seed's luck. So the top ``--top`` trials (by their search score)
 are retrained under ``--seeds`` seeds each, with early stopping on dev; the configuration with the
-best mean dev score is chosen (and with ``--entity-bias auto`` the kept models' bias toward the
-entity tags when decoding: the one under which the retrainings tag dev best). Dev has then done its
-job, so (unless ``--no-refit``) the chosen configuration is trained once more under each seed on
-train + dev, for the whole schedule, and those models are the ones kept: with ``--test`` each is
-scored on the test split exactly once (no other model touches it). The model of the seed whose
-retraining scored best on dev is saved where ``python -m ner_core.predict`` can load it. With
-``--ensemble N`` each kept model is an Ensemble of N refits under different seeds, tagging by their
-mean scores; ``--time-budget`` makes N as large as is estimated to fit the minutes given. ``--jobs``
-trains in parallel.
+best mean dev score is chosen (and, with ``--entity-bias auto``, the default, the kept models' bias
+toward the entity tags when decoding: the one under which the retrainings tag dev best). Dev has
+then done its job, so (unless ``--no-refit``) the chosen configuration is trained once more under
+each seed on train + dev, for the whole schedule, and those models are the ones kept: with
+``--test`` each is scored on the test split exactly once (no other model touches it). The model of
+the seed whose retraining scored best on dev is saved where ``python -m ner_core.predict`` can load
+it. With ``--ensemble N`` each kept model is an Ensemble of N refits under different seeds, tagging
+by their mean scores; ``--time-budget`` makes N as large as is estimated to fit the minutes given.
+``--jobs`` trains in parallel.
 """
 
 from __future__ import annotations
