@@ -143,7 +143,7 @@ def test_the_printed_next_commands_work_as_printed(backend, tmp_path):
     assert best.returncode == 0, best.stdout + best.stderr
     assert "test scores of trial" in best.stdout and "\r" not in best.stdout + best.stderr
     assert "seed 42  epoch" in best.stdout  # plain epoch lines in place of the bars
-    assert re.search(
+    assert re.search(  # the default, --entity-bias auto: chosen on dev
         r"^entity bias -?[0-9.]+, chosen on dev by the ensemble of the 3 retrainings' token macro f1 \(",
         best.stdout,
         re.M,
