@@ -1,17 +1,17 @@
 """``python -m study.best``: retrain the study's best trials under several seeds, choose one by its
 mean dev score, and test only the chosen one.
 
-One trial's dev score is partly its seed's luck. So the top ``--top`` trials (by their search score)
-are retrained under ``--seeds`` seeds each, with early stopping on dev; the configuration with the
-best mean dev score is chosen (and, with ``--entity-bias auto``, the default, the kept models' bias
-toward the entity tags when decoding: the one under which the retrainings tag dev best). Dev has
-then done its job, so (unless ``--no-refit``) the chosen configuration is trained once more under
-each seed on train + dev, for the whole schedule, and those models are the ones kept: with
-``--test`` each is scored on the test split exactly once (no other model touches it). The model of
-the seed whose retraining scored best on dev is saved where ``python -m ner_core.predict`` can load
-it. With ``--ensemble N`` each kept model is an Ensemble of N refits under different seeds, tagging
-by their mean scores; ``--time-budget`` makes N as large as is estimated to fit the minutes given.
-``--jobs`` trains in parallel.
+One trial's dev score is partly its seed's luck. So the top ``--top`` trials (by their search
+score) are retrained under ``--seeds`` seeds each, with early stopping on dev; the configuration
+with the best mean dev score is chosen, and dev then chooses one more thing, the kept models' bias
+toward the entity tags when decoding (``--entity-bias``: by default the one under which the
+retrainings tag dev best). Dev has then done its job, so (unless ``--no-refit``) the chosen
+configuration is trained once more under each seed on train + dev, for the whole schedule, and
+those models are the ones kept: with ``--test`` each is scored on the test split exactly once (no
+other model touches it). The model of the seed whose retraining scored best on dev is saved where
+``python -m ner_core.predict`` can load it. With ``--ensemble N`` each kept model is an Ensemble of
+N refits under different seeds, tagging by their mean scores; ``--time-budget`` makes N as large as
+is estimated to fit the minutes given. ``--jobs`` trains in parallel.
 """
 
 from __future__ import annotations
