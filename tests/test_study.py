@@ -207,7 +207,7 @@ def test_best_retrains_tests_and_saves_a_loadable_model(workdir, capsys):
     storage = f"sqlite:///{workdir / 'study.db'}"
     torch.set_num_threads(2)  # the retraining must take the trials' thread count (1), not this one
     try:
-        args = ["--storage", storage, "--seeds", "2", "--ensemble", "1", "--test", "--quiet"]  # entity bias 0
+        args = ["--storage", storage, "--seeds", "2", "--ensemble", "1", "--entity-bias", "0", "--test", "--quiet"]
         assert study_best.main(args) == 0
     finally:
         torch.set_num_threads(1)
@@ -272,18 +272,7 @@ def test_best_retrains_tests_and_saves_a_loadable_model(workdir, capsys):
 def test_best_ensemble_keeps_an_ensemble_of_refits_per_seed_and_scores_its_members(workdir, capsys):
     assert study_run.main(study_args(workdir, "--trials", "2", "--no-report")) == 0
     storage = f"sqlite:///{workdir / 'study.db'}"
-    args = [
-        "--storage",
-        storage,
-        "--seeds",
-        "2",
-        "--ensemble",
-        "2",
-        "--jobs",
-        "2",
-        "--test",
-        "--quiet",
-    ]
+    args = ["--storage", storage, "--seeds", "2", "--ensemble", "2", "--jobs", "2", "--test", "--quiet"]
     assert study_best.main(args) == 0
     out = workdir / "results" / "bilstm-crf"
     report = json.loads((out / "best.json").read_text())
