@@ -11,7 +11,8 @@ those models are the ones kept: with ``--test`` each is scored on the test split
 other model touches it). The model of the seed whose retraining scored best on dev is saved where
 ``python -m ner_core.predict`` can load it. With ``--ensemble N`` each kept model is an Ensemble of
 N refits under different seeds, tagging by their mean scores; ``--time-budget`` makes N as large as
-is estimated to fit the minutes given. ``--jobs`` trains in parallel.
+is estimated to fit the minutes given and ranks the trials by search score plus the dev gain of the
+ensembles that fit them (``study.choice``). ``--jobs`` trains in parallel.
 """
 
 from __future__ import annotations
@@ -42,10 +43,11 @@ from ner_core.saving import copy_model, load_model, save_ensemble, save_model, s
 from ner_core.train import evaluate, fit, result_metrics
 from storage import DEFAULT_URL, ENV_STORAGE, choose_storage, open_storage
 
+from .choice import by_expected_score
 from .space import config_for
 from .stored import DEFAULT_STUDY, load_study, results_dir, study_settings
 from .summary import next_commands
-from .timing import estimate_seconds, largest_ensemble, run_times
+from .timing import RunTimes, estimate_seconds, largest_ensemble, run_times
 
 # On dev, ensembles of 3 raised token macro-F1 and entity F1 over single models and narrowed their
 # spread; ensembles of 5 did both again over 3, and of 10 over 5 (README "One model or an ensemble?",
@@ -75,12 +77,12 @@ class Candidate:
         return statistics.fmean(r["dev"][key] for r in self.runs)
 
 
-def top_trials(study: optuna.Study, top: int) -> list[FrozenTrial]:
-    """The ``top`` complete trials with the best search scores, best first."""
+def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The complete trials, the best search score first."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         raise UserError(f"study '{study.study_name}' has no complete trial yet; run python -m study.run first")
-    return sorted(complete, key=lambda t: (-t.value, t.number))[:top]
+    return sorted(complete, key=lambda t: (-t.value, t.number))
 
 
 def trial_runtime(args: argparse.Namespace, study: optuna.Study, trial: FrozenTrial) -> tuple[Runtime, str | None]:
@@ -304,11 +306,38 @@ def markdown(
     return "\n".join(lines)
 
 
+def trial_times(trial: FrozenTrial, config: TrainConfig, corpus: Corpus) -> RunTimes | None:
+    """The trial's estimated retraining and refit seconds (None where it recorded no timings)."""
+    return run_times(trial, config, sum(len(s.chars) for s in (*corpus.train, *corpus.dev)))
+
+
+def chosen_trials(
+    args: argparse.Namespace, complete: list[FrozenTrial], base: TrainConfig, corpus: Corpus
+) -> list[FrozenTrial]:
+    """The ``--top`` trials to retrain from ``complete`` (best first): the best by search score, or with
+    ``--time-budget`` (and ``--cost-aware``) the best by search score plus the dev gain of the
+    ensembles that fit the budget (study.choice), with a line where that passes over the best one."""
+    if args.time_budget is None or not args.refit or not args.cost_aware:
+        return complete[: args.top]
+    timed = [(t, trial_times(t, config_for(t.params, base), corpus)) for t in complete]
+    if any(times is None for _, times in timed):  # planned_minutes says so
+        return complete[: args.top]
+    ranked = by_expected_score(timed, args.seeds, args.ensemble, args.jobs, args.time_budget * 60)
+    first = next(r for r in ranked if r.trial is complete[0])
+    if ranked[0] is not first:
+        print(
+            f"--time-budget {args.time_budget:g} min: trial {ranked[0].trial.number} (dev {ranked[0].trial.value:.4f}, "
+            f"ensembles of {ranked[0].ensemble} fit) chosen over trial {first.trial.number} (dev "
+            f"{first.trial.value:.4f}, ensembles of {first.ensemble}): expected dev {ranked[0].expected:.4f} "
+            f"against {first.expected:.4f} with the ensembles' gain (--no-cost-aware: by dev alone)"
+        )
+    return [r.trial for r in ranked[: args.top]]
+
+
 def planned_minutes(args: argparse.Namespace, candidates: list[Candidate], corpus: Corpus) -> str:
     """With ``--time-budget``, lower ``args.ensemble`` to the largest size estimated to fit it (saying
     so); returns the estimate for the line announcing the work (empty when the trials lack timings)."""
-    refit_tokens = sum(len(s.chars) for s in (*corpus.train, *corpus.dev))
-    times = [run_times(c.trial, c.config, refit_tokens) for c in candidates]
+    times = [trial_times(c.trial, c.config, corpus) for c in candidates]
     known = [t for t in times if t is not None]
     if len(known) < len(times):
         if args.time_budget is not None:
@@ -371,6 +400,15 @@ def main(argv: list[str] | None = None) -> int:
         "38, so that make study and make best end within 2 hours on 2 cores; default: no limit)",
     )
     parser.add_argument(
+        "--cost-aware",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --time-budget, choose the trials by search dev score plus the dev gain measured for the "
+        "ensemble size that fits the budget, so that a slightly lower-scoring trial that trains fast enough "
+        "for large ensembles can win over one that fits only small ones (default on; --no-cost-aware: by "
+        "search dev score alone; README, Which trial, within a time budget)",
+    )
+    parser.add_argument(
         "--entity-bias",
         default=DEFAULT_ENTITY_BIAS,
         metavar="auto|B",
@@ -418,14 +456,15 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError("--ensemble combines refits on train + dev; it cannot be used with --no-refit")
         study = load_study(open_storage(where.url), args.study_name, where.url)
         base = study_settings(study).base
+        complete = ranked_trials(study)  # a study without one says so before the corpus is read
+        corpus = load_corpus(args.data_dir or study.user_attrs.get("data_dir"), with_test=args.test)
         candidates = []
-        for trial in top_trials(study, args.top):
+        for trial in chosen_trials(args, complete, base, corpus):
             runtime, note = trial_runtime(args, study, trial)
             if note:
                 print(note, file=sys.stderr)
             candidates.append(Candidate(trial, config_for(trial.params, base), runtime))
             print(f"trial {trial.number} (dev {trial.value:.4f}): {json.dumps(trial.params)}")
-        corpus = load_corpus(args.data_dir or study.user_attrs.get("data_dir"), with_test=args.test)
         out = Path(args.out) if args.out else results_dir(args.study_name)
         took = planned_minutes(args, candidates, corpus)
         work = tasks_for(candidates, args.seeds)

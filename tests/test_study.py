@@ -26,6 +26,7 @@ from study import run as study_run
 from study import space
 from study.stored import StudySettings
 from study.summary import summary, trial_line
+from study.timing import RunTimes
 
 
 @pytest.fixture
@@ -339,6 +340,28 @@ def test_best_time_budget_makes_the_ensembles_as_large_as_are_estimated_to_fit(w
     monkeypatch.setattr(study_best, "run_times", lambda *_: None)  # trials of a version that did not time them
     assert study_best.main([*args, "--ensemble", "2", "--time-budget", "0.0001"]) == 0
     assert "--time-budget has nothing to go by; ensembles of 2\n" in capsys.readouterr().err
+
+
+def test_best_within_a_budget_prefers_a_fast_near_equal_trial_whose_ensembles_fit(workdir, capsys, monkeypatch):
+    assert study_run.main(study_args(workdir, "--trials", "1", "--no-report")) == 0
+    study = load(workdir)
+    made = study.trials[0]
+    for value in (0.99, 0.985):  # a slow best trial and a fast one just below it
+        study.add_trial(optuna.trial.create_trial(params=made.params, distributions=made.distributions, value=value))
+    slow, fast = RunTimes(100.0, 1000.0), RunTimes(100.0, 100.0)
+    monkeypatch.setattr(study_best, "run_times", lambda trial, *_: slow if trial.value == 0.99 else fast)
+    # one retraining and 1 or 2 refits on one worker within 20 minutes: the slow trial fits one refit
+    # (1100 s; two take 2100), the fast one two (300 s), which gain 0.01 (study.choice): 0.995 > 0.99
+    args = ["--storage", f"sqlite:///{workdir / 'study.db'}", "--seeds", "1", "--ensemble", "2", "--quiet"]
+    assert study_best.main([*args, "--time-budget", "20"]) == 0
+    printed = capsys.readouterr().out
+    assert "--time-budget 20 min: trial 2 (dev 0.9850, ensembles of 2 fit) chosen over trial 1 (dev 0.9900, " in printed
+    report = json.loads((workdir / "results" / "bilstm-crf" / "best.json").read_text())
+    assert report["trial"] == 2 and report["ensemble"] == 2
+    assert study_best.main([*args, "--time-budget", "20", "--no-cost-aware"]) == 0
+    assert "chosen over" not in capsys.readouterr().out
+    report = json.loads((workdir / "results" / "bilstm-crf" / "best.json").read_text())
+    assert report["trial"] == 1 and report["ensemble"] == 1
 
 
 def test_best_chooses_among_the_top_trials_by_mean_dev_and_tests_only_the_chosen(workdir, capsys):
