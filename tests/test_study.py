@@ -346,6 +346,7 @@ def test_best_within_a_budget_prefers_a_fast_near_equal_trial_whose_ensembles_fi
     assert study_run.main(study_args(workdir, "--trials", "1", "--no-report")) == 0
     study = load(workdir)
     made = study.trials[0]
+    assert made.value < 0.985  # the tiny model's own trial ranks below both added ones
     for value in (0.99, 0.985):  # a slow best trial and a fast one just below it
         study.add_trial(optuna.trial.create_trial(params=made.params, distributions=made.distributions, value=value))
     slow, fast = RunTimes(100.0, 1000.0), RunTimes(100.0, 100.0)
