@@ -19,7 +19,7 @@ TRIALS ?= 200
 # (README "The whole study"). Empty: no limit.
 STUDY_TIMEOUT ?= 4500
 # Minutes `make best` may take: its ensembles are as large (at most 10 refits) as are estimated to
-# fit, from the trials' own timing, and a near-best trial fast enough for larger ensembles may be
+# fit, from the study's timing of each shape, and a near-best trial fast enough for larger ensembles may be
 # kept (README "Within a time budget", "Which trial, within a time budget"). Empty: always 10.
 BEST_MINUTES ?= 38
 # Worker processes for the study, each with cores/WORKERS torch threads: auto is one per CPU core

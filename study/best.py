@@ -47,7 +47,7 @@ from .choice import by_expected_score
 from .space import config_for
 from .stored import DEFAULT_STUDY, load_study, results_dir, study_settings
 from .summary import next_commands
-from .timing import RunTimes, estimate_seconds, largest_ensemble, run_times
+from .timing import RunTimes, estimate_seconds, largest_ensemble, run_times, shape_speeds
 
 # On dev, ensembles of 3 raised token macro-F1 and entity F1 over single models and narrowed their
 # spread; ensembles of 5 did both again over 3, and of 10 over 5 (README "One model or an ensemble?",
@@ -306,20 +306,25 @@ def markdown(
     return "\n".join(lines)
 
 
-def trial_times(trial: FrozenTrial, config: TrainConfig, corpus: Corpus) -> RunTimes | None:
-    """The trial's estimated retraining and refit seconds (None where it recorded no timings)."""
-    return run_times(trial, config, sum(len(s.chars) for s in (*corpus.train, *corpus.dev)))
+def trial_times(trial: FrozenTrial, config: TrainConfig, corpus: Corpus, speeds: dict[tuple, float]) -> RunTimes | None:
+    """The trial's estimated retraining and refit seconds at its shape's median speed (``speeds``,
+    study.timing), or None where it recorded no timings."""
+    return run_times(trial, config, sum(len(s.chars) for s in (*corpus.train, *corpus.dev)), speeds)
 
 
 def chosen_trials(
-    args: argparse.Namespace, complete: list[FrozenTrial], base: TrainConfig, corpus: Corpus
+    args: argparse.Namespace,
+    complete: list[FrozenTrial],
+    base: TrainConfig,
+    corpus: Corpus,
+    speeds: dict[tuple, float],
 ) -> list[FrozenTrial]:
     """The ``--top`` trials to retrain from ``complete`` (best first): the best by search score, or with
     ``--time-budget`` (and ``--cost-aware``) the best by search score plus the dev gain of the
     ensembles that fit the budget (study.choice), with a line where that passes over the best one."""
     if args.time_budget is None or not args.refit or not args.cost_aware:
         return complete[: args.top]
-    timed = [(t, trial_times(t, config_for(t.params, base), corpus)) for t in complete]
+    timed = [(t, trial_times(t, config_for(t.params, base), corpus, speeds)) for t in complete]
     if any(times is None for _, times in timed):  # planned_minutes says so
         return complete[: args.top]
     ranked = by_expected_score(timed, args.seeds, args.ensemble, args.jobs, args.time_budget * 60)
@@ -334,10 +339,12 @@ def chosen_trials(
     return [r.trial for r in ranked[: args.top]]
 
 
-def planned_minutes(args: argparse.Namespace, candidates: list[Candidate], corpus: Corpus) -> str:
+def planned_minutes(
+    args: argparse.Namespace, candidates: list[Candidate], corpus: Corpus, speeds: dict[tuple, float]
+) -> str:
     """With ``--time-budget``, lower ``args.ensemble`` to the largest size estimated to fit it (saying
     so); returns the estimate for the line announcing the work (empty when the trials lack timings)."""
-    times = [trial_times(c.trial, c.config, corpus) for c in candidates]
+    times = [trial_times(c.trial, c.config, corpus, speeds) for c in candidates]
     known = [t for t in times if t is not None]
     if len(known) < len(times):
         if args.time_budget is not None:
@@ -396,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         metavar="MINUTES",
         help="make the ensembles as large as fit: the largest size up to --ensemble whose trainings are "
-        "estimated to end within MINUTES, from the chosen trial's own timing in the study (make best gives "
+        "estimated to end within MINUTES, from the study's timing of the chosen trial's shape (make best gives "
         "38, so that make study and make best end within 2 hours on 2 cores; default: no limit)",
     )
     parser.add_argument(
@@ -458,15 +465,16 @@ def main(argv: list[str] | None = None) -> int:
         base = study_settings(study).base
         complete = ranked_trials(study)  # a study without one says so before the corpus is read
         corpus = load_corpus(args.data_dir or study.user_attrs.get("data_dir"), with_test=args.test)
+        speeds = shape_speeds(study.trials)
         candidates = []
-        for trial in chosen_trials(args, complete, base, corpus):
+        for trial in chosen_trials(args, complete, base, corpus, speeds):
             runtime, note = trial_runtime(args, study, trial)
             if note:
                 print(note, file=sys.stderr)
             candidates.append(Candidate(trial, config_for(trial.params, base), runtime))
             print(f"trial {trial.number} (dev {trial.value:.4f}): {json.dumps(trial.params)}")
         out = Path(args.out) if args.out else results_dir(args.study_name)
-        took = planned_minutes(args, candidates, corpus)
+        took = planned_minutes(args, candidates, corpus, speeds)
         work = tasks_for(candidates, args.seeds)
         # With one candidate the choice is known: its refits train alongside the retrainings.
         refit_now = args.refit and len(candidates) == 1

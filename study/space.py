@@ -25,6 +25,7 @@ class Param:
     kind: "float" and "int" draw from [LOW, HIGH] (``log`` for a log scale), "choice" from a list.
     limits: the widest values a user may give (TrainConfig's own checks apply on top).
     gpu: the default range where trials train on a GPU, if it differs (the CPU's is sized for 2 cores).
+    shapes: whether the value changes how long a training step takes (sizes do; rates do not).
     """
 
     name: str
@@ -35,6 +36,7 @@ class Param:
     limits: tuple[float, float]
     log: bool = False
     gpu: tuple[float, ...] | None = None
+    shapes: bool = True
 
     def default_for(self, cuda: bool) -> tuple[float, ...]:
         return self.gpu if cuda and self.gpu else self.default
@@ -69,7 +71,16 @@ class Param:
 PARAMS = {
     p.name: p
     for p in (
-        Param("lr", "float", (1e-4, 1e-2), "--lr-range", "AdamW peak learning rate, log scale", (0, 1), log=True),
+        Param(
+            "lr",
+            "float",
+            (1e-4, 1e-2),
+            "--lr-range",
+            "AdamW peak learning rate, log scale",
+            (0, 1),
+            log=True,
+            shapes=False,
+        ),
         Param(
             "hidden_size",
             "choice",
@@ -80,11 +91,28 @@ PARAMS = {
             gpu=(64, 128, 256, 512),
         ),
         Param("num_layers", "int", (1, 2), "--layers-range", "stacked BiLSTM layers", (1, 8), gpu=(1, 3)),
-        Param("dropout", "float", (0.0, 0.6), "--dropout-range", "dropout", (0, 1)),
+        Param("dropout", "float", (0.0, 0.6), "--dropout-range", "dropout", (0, 1), shapes=False),
         Param("batch_size", "choice", (16, 32, 64, 128), "--batch-sizes", "sentences per batch", (1, 4096)),
         Param("embed_dim", "choice", (50, 100, 200), "--embed-dims", "character embedding sizes", (1, 4096)),
-        Param("weight_decay", "float", (1e-4, 0.1), "--weight-decay-range", "AdamW weight decay", (0, 10), log=True),
-        Param("embed_dropout", "float", (0.0, 0.5), "--embed-dropout-range", "dropout on the embeddings", (0, 1)),
+        Param(
+            "weight_decay",
+            "float",
+            (1e-4, 0.1),
+            "--weight-decay-range",
+            "AdamW weight decay",
+            (0, 10),
+            log=True,
+            shapes=False,
+        ),
+        Param(
+            "embed_dropout",
+            "float",
+            (0.0, 0.5),
+            "--embed-dropout-range",
+            "dropout on the embeddings",
+            (0, 1),
+            shapes=False,
+        ),
         Param("bigram_dim", "choice", (0, 50, 100), "--bigram-dims", "bigram embedding sizes (0: none)", (0, 4096)),
     )
 }
@@ -131,6 +159,12 @@ class SearchSpace:
         """From ``to_dict`` (or the older per-field form)."""
         ranges = {_LEGACY_NAMES.get(k, k): tuple(v) for k, v in values.items()}
         return cls({name: ranges[name] for name in PARAMS if name in ranges})
+
+
+def shape_of(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """A trial's values of the settings that change how long a training step takes: trials that
+    share them train at one speed (on one runtime)."""
+    return tuple((name, params[name]) for name in PARAMS if name in params and PARAMS[name].shapes)
 
 
 def params_of(config: TrainConfig, space: SearchSpace) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 import optuna
 import pytest
-from optuna.distributions import FloatDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState
 
 from ner_core.config import TrainConfig
-from study.timing import RunTimes, estimate_seconds, largest_ensemble, makespan, run_times
+from study.timing import RunTimes, estimate_seconds, largest_ensemble, makespan, run_times, shape_speeds, speed_key
 
 
 def trial(**attrs):
@@ -27,6 +28,32 @@ def test_run_times_come_from_the_trials_own_seconds_and_speed():
     assert times == RunTimes(retraining=300.0, refit=100.0)
     assert run_times(trial(seconds=600.0, tokens_per_s=1000.0), config, 5000).retraining == 600.0  # one seed
     assert run_times(trial(), config, 5000) is None  # a trial from before the timings were recorded
+
+
+def sized(hidden: int, lr: float, speed: float, state=TrialState.COMPLETE, threads: int = 1):
+    distributions = {"lr": FloatDistribution(1e-4, 1e-2), "hidden_size": CategoricalDistribution([128, 256])}
+    return optuna.trial.create_trial(
+        params={"lr": lr, "hidden_size": hidden},
+        distributions=distributions,
+        value=0.5 if state == TrialState.COMPLETE else None,
+        state=state,
+        user_attrs={"seconds": 600.0, "tokens_per_s": speed, "device": "cpu", "threads": threads},
+    )
+
+
+def test_a_trial_is_timed_at_its_shapes_median_speed():
+    # one shape (the learning rate does not change it), a pruned trial's speed counted too
+    shape = [sized(128, 1e-3, 900.0), sized(128, 2e-3, 1000.0, TrialState.PRUNED), sized(128, 3e-3, 1600.0)]
+    other, elsewhere = sized(256, 1e-3, 500.0), sized(128, 1e-3, 3000.0, threads=4)
+    speeds = shape_speeds([*shape, other, elsewhere, trial()])  # the last recorded no speed
+    assert speeds == {speed_key(shape[0]): 1000.0, speed_key(other): 500.0, speed_key(elsewhere): 3000.0}
+    config = TrainConfig(max_epochs=20)
+    # the fast one at its shape's 1000 characters/s: a refit of 20 x 5000 in 100 s, its one run's
+    # 600 s at 1600 characters/s taking 960 at 1000
+    assert run_times(shape[2], config, 5000, speeds) == RunTimes(retraining=960.0, refit=100.0)
+    assert run_times(shape[2], config, 5000) == RunTimes(retraining=600.0, refit=62.5)  # its own speed
+    assert run_times(other, config, 5000, speeds) == RunTimes(retraining=600.0, refit=200.0)
+    assert run_times(elsewhere, config, 5000, {}).refit == run_times(elsewhere, config, 5000, speeds).refit
 
 
 def test_estimate_counts_the_retrainings_and_the_ensembles_refits():
