@@ -19,8 +19,8 @@ TRIALS ?= 200
 # (README "The whole study"). Empty: no limit.
 STUDY_TIMEOUT ?= 4500
 # Minutes `make best` may take: its ensembles are as large (at most 10 refits) as are estimated to
-# fit, from the study's timing of each shape, and a near-best trial fast enough for larger ensembles may be
-# kept (README "Within a time budget", "Which trial, within a time budget"). Empty: always 10.
+# fit, from the study's timing of each shape, and a near-best trial fast enough for larger ensembles
+# may be kept (README "Within a time budget", "Which trial, within a time budget"). Empty: always 10.
 BEST_MINUTES ?= 38
 # Worker processes for the study, each with cores/WORKERS torch threads: auto is one per CPU core
 # (2 here, as in the README's timings; at most 8), or 4 per GPU on a machine with NVIDIA GPUs.

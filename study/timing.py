@@ -5,8 +5,9 @@ training speed (``tokens_per_s``), measured on the machine and with the thread c
 ``study.best`` reuses. A retraining repeats one of the trial's runs, so it takes about the trial's
 seconds per seed; a refit trains the whole schedule on train + dev at the trial's speed.
 
-One trial's speed depends on what trained beside it, so the speed counted is the median over its
-shape: every trial, pruned ones included, that shares its sizes (``space.shape_of``) and runtime.
+One trial's speed is what the machine gave it while it ran (a shared host's load moved it 2x within
+one study), so the speed counted is the median over its shape: every trial, pruned ones included,
+that shares its sizes (``space.shape_of``) and runtime.
 """
 
 from __future__ import annotations
