@@ -306,25 +306,29 @@ def markdown(
     return "\n".join(lines)
 
 
-def trial_times(trial: FrozenTrial, config: TrainConfig, corpus: Corpus, speeds: dict[tuple, float]) -> RunTimes | None:
-    """The trial's estimated retraining and refit seconds at its shape's median speed (``speeds``,
-    study.timing), or None where it recorded no timings."""
-    return run_times(trial, config, sum(len(s.chars) for s in (*corpus.train, *corpus.dev)), speeds)
+TrialTimer = Callable[[FrozenTrial, TrainConfig], RunTimes | None]
+
+
+def trial_timer(study: optuna.Study, corpus: Corpus) -> TrialTimer:
+    """A trial's estimated retraining and refit seconds, at its shape's median speed in ``study``
+    (study.timing), or None where it recorded no timings."""
+    speeds = shape_speeds(study.trials)
+    refit_tokens = sum(len(s.chars) for s in (*corpus.train, *corpus.dev))
+    return lambda trial, config: run_times(trial, config, refit_tokens, speeds)
 
 
 def chosen_trials(
     args: argparse.Namespace,
     complete: list[FrozenTrial],
     base: TrainConfig,
-    corpus: Corpus,
-    speeds: dict[tuple, float],
+    times_of: TrialTimer,
 ) -> list[FrozenTrial]:
     """The ``--top`` trials to retrain from ``complete`` (best first): the best by search score, or with
     ``--time-budget`` (and ``--cost-aware``) the best by search score plus the dev gain of the
     ensembles that fit the budget (study.choice), with a line where that passes over the best one."""
     if args.time_budget is None or not args.refit or not args.cost_aware:
         return complete[: args.top]
-    timed = [(t, trial_times(t, config_for(t.params, base), corpus, speeds)) for t in complete]
+    timed = [(t, times_of(t, config_for(t.params, base))) for t in complete]
     if any(times is None for _, times in timed):  # planned_minutes says so
         return complete[: args.top]
     ranked = by_expected_score(timed, args.seeds, args.ensemble, args.jobs, args.time_budget * 60)
@@ -339,12 +343,10 @@ def chosen_trials(
     return [r.trial for r in ranked[: args.top]]
 
 
-def planned_minutes(
-    args: argparse.Namespace, candidates: list[Candidate], corpus: Corpus, speeds: dict[tuple, float]
-) -> str:
+def planned_minutes(args: argparse.Namespace, candidates: list[Candidate], times_of: TrialTimer) -> str:
     """With ``--time-budget``, lower ``args.ensemble`` to the largest size estimated to fit it (saying
     so); returns the estimate for the line announcing the work (empty when the trials lack timings)."""
-    times = [trial_times(c.trial, c.config, corpus, speeds) for c in candidates]
+    times = [times_of(c.trial, c.config) for c in candidates]
     known = [t for t in times if t is not None]
     if len(known) < len(times):
         if args.time_budget is not None:
@@ -465,16 +467,16 @@ def main(argv: list[str] | None = None) -> int:
         base = study_settings(study).base
         complete = ranked_trials(study)  # a study without one says so before the corpus is read
         corpus = load_corpus(args.data_dir or study.user_attrs.get("data_dir"), with_test=args.test)
-        speeds = shape_speeds(study.trials)
+        times_of = trial_timer(study, corpus)
         candidates = []
-        for trial in chosen_trials(args, complete, base, corpus, speeds):
+        for trial in chosen_trials(args, complete, base, times_of):
             runtime, note = trial_runtime(args, study, trial)
             if note:
                 print(note, file=sys.stderr)
             candidates.append(Candidate(trial, config_for(trial.params, base), runtime))
             print(f"trial {trial.number} (dev {trial.value:.4f}): {json.dumps(trial.params)}")
         out = Path(args.out) if args.out else results_dir(args.study_name)
-        took = planned_minutes(args, candidates, corpus, speeds)
+        took = planned_minutes(args, candidates, times_of)
         work = tasks_for(candidates, args.seeds)
         # With one candidate the choice is known: its refits train alongside the retrainings.
         refit_now = args.refit and len(candidates) == 1
