@@ -8,8 +8,10 @@ Validity: how many predicted sentences break the scheme (0 with the constrained 
 
 from __future__ import annotations
 
+import statistics
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from seqeval.metrics import classification_report as entity_report
 from seqeval.scheme import IOB2, IOBES
@@ -21,14 +23,55 @@ _SCHEMES = {"BIO": IOB2, "BIOES": IOBES}
 OBJECTIVE_KEYS = {"token-macro-f1": "token_macro_f1", "entity-f1": "entity_f1"}
 
 
-def token_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict[str, float]:
-    """Token accuracy and macro-F1 over all tags (O included), as the notebook computed them."""
+def token_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict[str, Any]:
+    """Token accuracy and macro-F1 over all tags (O included), as the notebook computed them, and
+    each tag's F1 and support (``per_tag``: the tags that macro-F1 averages)."""
     flat_gold = [t for sentence in gold for t in sentence]
     flat_pred = [t for sentence in pred for t in sentence]
     if len(flat_gold) != len(flat_pred):
         raise ValueError("gold and predicted tags differ in length")
     report = token_report(flat_gold, flat_pred, zero_division=0, output_dict=True)
-    return {"token_accuracy": float(report["accuracy"]), "token_macro_f1": float(report["macro avg"]["f1-score"])}
+    per_tag = {
+        tag: {"f1": float(row["f1-score"]), "support": int(row["support"])}
+        for tag, row in report.items()
+        if tag != "accuracy" and not tag.endswith(" avg")
+    }
+    return {
+        "token_accuracy": float(report["accuracy"]),
+        "token_macro_f1": float(report["macro avg"]["f1-score"]),
+        "per_tag": per_tag,
+    }
+
+
+def token_spread_by_tag(per_tag_runs: Sequence[dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Which tags make the token macro-F1 of several runs (seeds) differ: each tag with its support,
+    its F1 in each run and its ``share`` of the variance of the runs' macro-F1, largest first.
+
+    A run's macro-F1 is the sum over its T tags of F1 / T; a tag's share is the covariance of its
+    term with the macro-F1 over the variance of the macro-F1, so the shares sum to 1 (a tag that
+    moved against the others has a negative one). Empty for fewer than 2 runs or runs that agree.
+    """
+    tags = sorted({t for run in per_tag_runs for t in run})
+    terms = {t: [run[t]["f1"] / len(run) if t in run else 0.0 for run in per_tag_runs] for t in tags}
+    macros = [sum(terms[t][i] for t in tags) for i in range(len(per_tag_runs))]
+    if len(macros) < 2 or statistics.pvariance(macros) < 1e-12:
+        return []
+    variance = statistics.pvariance(macros)
+    mean = statistics.fmean(macros)
+    rows = []
+    for t in tags:
+        term_mean = statistics.fmean(terms[t])
+        covariance = statistics.fmean((x - term_mean) * (m - mean) for x, m in zip(terms[t], macros))
+        support = next(run[t]["support"] for run in per_tag_runs if t in run)
+        rows.append(
+            {
+                "tag": t,
+                "support": support,
+                "f1": [run[t]["f1"] if t in run else 0.0 for run in per_tag_runs],
+                "share": covariance / variance,
+            }
+        )
+    return sorted(rows, key=lambda row: -row["share"])
 
 
 def entity_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], scheme: str) -> dict[str, object]:

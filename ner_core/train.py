@@ -53,7 +53,7 @@ class EpochResult:
         return self.tokens / self.train_seconds
 
     def to_dict(self) -> dict[str, Any]:
-        dev = {k: v for k, v in self.dev.items() if k != "per_type"}
+        dev = {k: v for k, v in self.dev.items() if not isinstance(v, dict)}  # per type, per tag: in metrics.json
         return {
             "epoch": self.epoch,
             "loss": self.loss,

@@ -36,7 +36,7 @@ from ner_core.config import TrainConfig
 from ner_core.data import Corpus, EncodedSplit, load_corpus
 from ner_core.entity_bias import GRID, best_bias, dev_scores
 from ner_core.errors import UserError
-from ner_core.metrics import OBJECTIVE_KEYS, format_per_type
+from ner_core.metrics import OBJECTIVE_KEYS, format_per_type, token_spread_by_tag
 from ner_core.model import with_entity_bias
 from ner_core.runtime import Runtime, add_runtime_arguments, decide_runtime, fallback
 from ner_core.saving import copy_model, load_model, save_ensemble, save_model, save_with_entity_bias
@@ -182,8 +182,10 @@ def mean_std(values: list[float]) -> dict[str, float]:
 
 
 def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and sample standard deviation of each headline score and each type's P/R/F1."""
+    """Mean and sample standard deviation of each headline score and each type's P/R/F1, and the
+    tags that make the runs' token macro-F1 differ (``token_spread_by_tag``)."""
     out: dict[str, Any] = {key: mean_std([r[key] for r in runs]) for key in HEADLINE}
+    out["token_spread_by_tag"] = token_spread_by_tag([r["per_tag"] for r in runs])
     types = sorted({t for r in runs for t in r["per_type"]})
     out["per_type"] = {
         t: {m: mean_std([r["per_type"].get(t, {}).get(m, 0.0) for r in runs]) for m in ("precision", "recall", "f1")}
@@ -191,6 +193,52 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         for t in types
     }
     return out
+
+
+def leading_tags(rows: list[dict[str, Any]], cover: float = 0.8, most: int = 5) -> tuple[list[dict[str, Any]], float]:
+    """The first of ``token_spread_by_tag``'s rows that carry ``cover`` of the variance (at most
+    ``most``), and the share of the other tags."""
+    lead: list[dict[str, Any]] = []
+    for row in rows:
+        if len(lead) == most or sum(r["share"] for r in lead) >= cover:
+            break
+        lead.append(row)
+    return lead, 1 - sum(r["share"] for r in lead)
+
+
+def spread_line(summary: dict[str, Any]) -> str:
+    """One line: which tags the token macro-F1 spread over the seeds comes from (empty if none)."""
+    rows = summary["token_spread_by_tag"]
+    if not rows:
+        return ""
+    lead, other = leading_tags(rows)
+    parts = [
+        f"{r['tag']} {r['share']:.0%} ({r['support']} chars; F1 {' / '.join(f'{f:.2f}' for f in r['f1'])})"
+        for r in lead
+    ]
+    rest = f", the other {len(rows) - len(lead)} tags {other:.0%}" if len(lead) < len(rows) else ""
+    return "token macro-F1 spread by tag: " + ", ".join(parts) + rest
+
+
+def spread_table(summary: dict[str, Any], seeds: int) -> list[str]:
+    """report.md's lines on which tags the token macro-F1 spread comes from (none if the seeds agree)."""
+    rows = summary["token_spread_by_tag"]
+    if not rows:
+        return []
+    lead, other = leading_tags(rows)
+    return [
+        f"Where the token macro-F1 spread (std {summary['token_macro_f1']['std']:.4f} over the {seeds} seeds) comes "
+        "from: each tag's share of its variance (README, Why token macro-F1 hangs on a few characters).",
+        "",
+        "| tag | characters | F1 per seed | share |",
+        "|---|---:|---|---:|",
+        *[
+            f"| {r['tag']} | {r['support']} | {' / '.join(f'{f:.3f}' for f in r['f1'])} | {r['share']:.0%} |"
+            for r in lead
+        ],
+        *([f"| the other {len(rows) - len(lead)} tags | | | {other:.0%} |"] if len(lead) < len(rows) else []),
+        "",
+    ]
 
 
 def scored_models(split: str, refit: bool, ensemble: int = 1) -> str:
@@ -295,6 +343,7 @@ def markdown(
             if singles
             else []
         ),
+        *spread_table(scores, len(seeds)),
         "| entity type | precision | recall | F1 | support |",
         "|---|---|---|---|---|",
         *[
@@ -565,6 +614,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  the {len(chosen.runs) * args.ensemble} single models, each on its own:")
         for key in ("token_macro_f1", "entity_f1"):
             print(f"  {key:<18} {singles[key]['mean']:.4f} ± {singles[key]['std']:.4f}")
+    if line := spread_line(summary):
+        print(f"  {line}")
     print(
         format_per_type(
             {

@@ -225,6 +225,13 @@ def test_best_retrains_tests_and_saves_a_loadable_model(workdir, capsys):
     assert dev == pytest.approx(study.best_trial.user_attrs["dev_per_seed"], abs=1e-6)
     assert sum(dev) / 2 == pytest.approx(study.best_value)
     assert "| entity f1 |" in (out / "report.md").read_text()
+    # where the seeds' token macro-F1 spread comes from, tag by tag, in best.json and report.md
+    shares = report["summary"]["token_spread_by_tag"]
+    if report["summary"]["token_macro_f1"]["std"] > 0:
+        assert sum(r["share"] for r in shares) == pytest.approx(1.0) and all(len(r["f1"]) == 2 for r in shares)
+        assert f"| {shares[0]['tag']} | {shares[0]['support']} |" in (out / "report.md").read_text()
+    else:
+        assert shares == []
     # dev chose; then each seed was refit on train + dev for the whole schedule, and those are tested and kept
     assert report["refit"]
     for run in report["runs"]:
