@@ -1,7 +1,8 @@
 """Scores: the notebook's token-level macro-F1 and accuracy, and entity-level strict P/R/F1.
 
 Token level: sklearn's classification_report over every tag that occurs in gold or predicted
-tags, O included, on real (unpadded) positions: the number the notebook printed.
+tags, O included, on real (unpadded) positions: the number the notebook printed; each tag's F1
+is kept, and ``token_spread_by_tag`` says which tags make several runs' macro-F1 differ.
 Entity level: seqeval in strict mode with the corpus's scheme (as conlleval counts chunks).
 Validity: how many predicted sentences break the scheme (0 with the constrained CRF).
 """
