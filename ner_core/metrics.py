@@ -55,9 +55,9 @@ def token_spread_by_tag(per_tag_runs: Sequence[dict[str, dict[str, Any]]]) -> li
     tags = sorted({t for run in per_tag_runs for t in run})
     terms = {t: [run[t]["f1"] / len(run) if t in run else 0.0 for run in per_tag_runs] for t in tags}
     macros = [sum(terms[t][i] for t in tags) for i in range(len(per_tag_runs))]
-    if len(macros) < 2 or statistics.pvariance(macros) < 1e-12:
+    variance = statistics.pvariance(macros) if len(macros) > 1 else 0.0
+    if variance < 1e-12:
         return []
-    variance = statistics.pvariance(macros)
     mean = statistics.fmean(macros)
     rows = []
     for t in tags:

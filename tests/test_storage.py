@@ -261,8 +261,10 @@ def test_a_killed_workers_trial_is_retried(any_url, spawn):
 
 def test_sigint_stops_cleanly_and_the_same_command_resumes(tmp_path, spawn):
     n = 2
-    # Long trials: with SLOW's, a worker polled late could finish the whole study before the signal.
-    long = [*TINY, "--max-epochs", "60", "--patience", "60"]
+    # Long trials: the signal must land before the study ends. With 60 epochs (3 s a trial) a worker
+    # once finished both trials (exit 0, 6 s in all) between being seen in trial 0 and the signal, on
+    # a loaded machine where the read that saw it, racing the worker's commit every epoch, was slow.
+    long = [*TINY, "--max-epochs", "300", "--patience", "300"]
     worker = spawn(None, n, *long)  # the default storage: results/study.db in tmp_path
     storage = open_storage(f"sqlite:///{tmp_path}/results/study.db", heartbeat=False)
     # caught in its first trial, the worker cannot have finished the study when the signal lands
