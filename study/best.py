@@ -19,31 +19,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
-import statistics
 import sys
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from tqdm import tqdm
 
 from ner_core.config import TrainConfig
 from ner_core.data import Corpus, EncodedSplit, load_corpus
 from ner_core.entity_bias import GRID, best_bias, dev_scores
 from ner_core.errors import UserError
-from ner_core.metrics import OBJECTIVE_KEYS, format_per_type, token_spread_by_tag
+from ner_core.metrics import OBJECTIVE_KEYS
 from ner_core.model import with_entity_bias
 from ner_core.runtime import Runtime, add_runtime_arguments, decide_runtime, fallback
-from ner_core.saving import copy_model, load_model, save_ensemble, save_model, save_with_entity_bias
-from ner_core.train import evaluate, fit, result_metrics
+from ner_core.saving import copy_model, load_model, save_ensemble, save_with_entity_bias
+from ner_core.train import evaluate
 from storage import DEFAULT_URL, ENV_STORAGE, choose_storage, open_storage
 
 from .choice import by_expected_score
+from .retrain import Candidate, tasks_for, train_all
+from .scores import aggregate, entity_bias_line, markdown, summary_lines
 from .space import config_for
 from .stored import DEFAULT_STUDY, load_study, results_dir, study_settings
 from .summary import next_commands
@@ -58,23 +56,6 @@ DEFAULT_ENSEMBLE = 10
 # token macro-F1 +0.0043 and dev entity F1 -0.0036 (at most -0.005 allowed); it had failed the first,
 # cruder check (one split by parity, on another study: entity F1 -0.012).
 DEFAULT_ENTITY_BIAS = "auto"
-HEADLINE = ("token_macro_f1", "token_accuracy", "entity_precision", "entity_recall", "entity_f1", "entity_macro_f1")
-
-
-@dataclass
-class Candidate:
-    """One trial's configuration, retrained under the seeds."""
-
-    trial: FrozenTrial
-    config: TrainConfig
-    runtime: Runtime
-    # per seed: seed, best_epoch, dev, folder; refit_folders once refit (the seed's own refit first)
-    runs: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def mean_dev(self) -> float:
-        key = OBJECTIVE_KEYS[self.config.objective]
-        return statistics.fmean(r["dev"][key] for r in self.runs)
 
 
 def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -94,161 +75,6 @@ def trial_runtime(args: argparse.Namespace, study: optuna.Study, trial: FrozenTr
     # older studies kept the precision in their configuration
     ran = trial.user_attrs.get("precision") or study.user_attrs.get("base_config", {}).get("precision")
     return fallback(ran, runtime, f"trial {trial.number} ran")
-
-
-def epoch_lines(trial: int, seed: int) -> Callable[[str], None]:
-    """Prints each epoch's line of one retraining (above any progress bar)."""
-    return lambda line: tqdm.write(f"trial {trial} seed {seed}  {line}")
-
-
-def retrain(
-    config: TrainConfig,
-    runtime: Runtime,
-    corpus: Corpus,
-    folder: Path,
-    log: Callable[[str], None] | None = None,
-    refit: bool = False,
-) -> dict[str, Any]:
-    """Train one configuration under its seed and save it in ``folder``: on train with early stopping
-    on dev, or with ``refit`` on train + dev for the whole schedule, keeping the last weights."""
-    data = corpus.with_dev_in_train() if refit else corpus
-    result = fit(config, data, runtime=runtime, progress=log is not None, log=log, keep_last=refit)
-    save_model(folder, result, result_metrics(result, data))
-    return {"seed": config.seed, "best_epoch": result.best_epoch, "dev": result.best_dev, "folder": str(folder)}
-
-
-@dataclass
-class Task:
-    """One training of a candidate under one of the seeds: a retraining on train, or a refit on train + dev."""
-
-    candidate: Candidate
-    index: int  # which seed: the configuration's seed + index
-    refit: bool = False
-    seeds: int = 1  # the seeds of the retrainings: a refit with index i belongs to the run of seed i % seeds
-
-    @property
-    def config(self) -> TrainConfig:
-        return self.candidate.config.replace(seed=self.candidate.config.seed + self.index)
-
-    def folder(self, out: Path) -> Path:
-        kind = "refit" if self.refit else "retrained"
-        return out / kind / f"trial-{self.candidate.trial.number}-seed-{self.index}"
-
-
-def tasks_for(candidates: list[Candidate], seeds: int, refit: bool = False, ensemble: int = 1) -> list[Task]:
-    """The retrainings of each candidate under ``seeds`` seeds, or its refits: ``ensemble`` per seed,
-    the run of seed i (index i) getting the refits with indices i, i + seeds, i + 2 * seeds, ..."""
-    if not refit:
-        return [Task(c, i) for c in candidates for i in range(seeds)]
-    return [Task(c, i, True, seeds) for c in candidates for i in range(seeds * ensemble)]
-
-
-def train_all(tasks: list[Task], corpus: Corpus, out: Path, jobs: int, quiet: bool) -> None:
-    """Every task, ``jobs`` at a time, a line as each ends. A retraining's run joins its candidate's
-    runs (in seed order); a refit, which must come after its retraining in ``tasks``, joins that run's
-    ``refit_folders``, the models that are then tested and kept."""
-    # disable=None: a bar in a terminal only; a log file gets the plain lines
-    bar = tqdm(total=len(tasks), desc="training", unit="run", disable=True if quiet else None)
-
-    def done(task: Task, run: dict[str, Any]) -> None:
-        candidate = task.candidate
-        if task.refit:
-            candidate.runs[task.index % task.seeds].setdefault("refit_folders", []).append(run["folder"])
-            what = f"refit on train + dev for {run['best_epoch']} epochs"
-        else:
-            candidate.runs.append(run)
-            what = f"best epoch {run['best_epoch']}, dev {run['dev'][OBJECTIVE_KEYS[candidate.config.objective]]:.4f}"
-        bar.write(f"trial {candidate.trial.number}, seed {run['seed']}: {what}")
-        bar.update()
-
-    def arguments(task: Task, log: Callable[[str], None] | None = None) -> tuple:
-        return (task.config, task.candidate.runtime, corpus, task.folder(out), log, task.refit)
-
-    with bar:
-        if jobs == 1:
-            for task in tasks:
-                log = None if quiet else epoch_lines(task.candidate.trial.number, task.config.seed)
-                done(task, retrain(*arguments(task, log)))
-            return
-        # spawn: a forked child would inherit torch's thread pool in an unusable state
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [(task, pool.submit(retrain, *arguments(task))) for task in tasks]
-            for task, future in futures:
-                done(task, future.result())
-
-
-def mean_std(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
-
-
-def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and sample standard deviation of each headline score and each type's P/R/F1, and the
-    tags that make the runs' token macro-F1 differ (``token_spread_by_tag``)."""
-    out: dict[str, Any] = {key: mean_std([r[key] for r in runs]) for key in HEADLINE}
-    out["token_spread_by_tag"] = token_spread_by_tag([r["per_tag"] for r in runs])
-    types = sorted({t for r in runs for t in r["per_type"]})
-    out["per_type"] = {
-        t: {m: mean_std([r["per_type"].get(t, {}).get(m, 0.0) for r in runs]) for m in ("precision", "recall", "f1")}
-        | {"support": runs[0]["per_type"].get(t, {}).get("support", 0)}
-        for t in types
-    }
-    return out
-
-
-def leading_tags(rows: list[dict[str, Any]], cover: float = 0.8, most: int = 5) -> tuple[list[dict[str, Any]], float]:
-    """The first of ``token_spread_by_tag``'s rows that carry ``cover`` of the variance (at most
-    ``most``), and the share of the other tags."""
-    lead: list[dict[str, Any]] = []
-    for row in rows:
-        if len(lead) == most or sum(r["share"] for r in lead) >= cover:
-            break
-        lead.append(row)
-    return lead, 1 - sum(r["share"] for r in lead)
-
-
-def spread_line(summary: dict[str, Any]) -> str:
-    """One line: which tags the token macro-F1 spread over the seeds comes from (empty if none)."""
-    rows = summary["token_spread_by_tag"]
-    if not rows:
-        return ""
-    lead, other = leading_tags(rows)
-    parts = [
-        f"{r['tag']} {r['share']:.0%} ({r['support']} chars; F1 {' / '.join(f'{f:.2f}' for f in r['f1'])})"
-        for r in lead
-    ]
-    rest = f", the other {len(rows) - len(lead)} tags {other:.0%}" if len(lead) < len(rows) else ""
-    return "token macro-F1 spread by tag: " + ", ".join(parts) + rest
-
-
-def spread_table(summary: dict[str, Any], seeds: int) -> list[str]:
-    """report.md's lines on which tags the token macro-F1 spread comes from (none if the seeds agree)."""
-    rows = summary["token_spread_by_tag"]
-    if not rows:
-        return []
-    lead, other = leading_tags(rows)
-    return [
-        f"Where the token macro-F1 spread (std {summary['token_macro_f1']['std']:.4f} over the {seeds} seeds) comes "
-        "from: each tag's share of its variance (README, Why token macro-F1 hangs on a few characters).",
-        "",
-        "| tag | characters | F1 per seed | share |",
-        "|---|---:|---|---:|",
-        *[
-            f"| {r['tag']} | {r['support']} | {' / '.join(f'{f:.3f}' for f in r['f1'])} | {r['share']:.0%} |"
-            for r in lead
-        ],
-        *([f"| the other {len(rows) - len(lead)} tags | | | {other:.0%} |"] if len(lead) < len(rows) else []),
-        "",
-    ]
-
-
-def scored_models(split: str, refit: bool, ensemble: int = 1) -> str:
-    """Which models the scores are of, where the kept ones are refit on train + dev."""
-    if not refit:
-        return ""
-    kept = f"ensembles of {ensemble} models refit on train + dev" if ensemble > 1 else "models refit on train + dev"
-    if split == "test":
-        return f", of the {kept}"
-    return f", of the retrainings on train (the kept models, {kept}, have no dev score)"
 
 
 def keep(run: dict[str, Any], trial: int, index: int, out: Path, refit: bool, entity_bias: float = 0.0) -> str:
@@ -286,73 +112,6 @@ def scored_on_test(folder: str, runtime: Runtime, corpus: Corpus, entity_bias: f
     if entity_bias is not None:
         with_entity_bias(saved.model, entity_bias)
     return evaluate(saved.model, EncodedSplit(corpus.test, saved.vocab, saved.tagset), corpus.test, saved.tagset)
-
-
-def entity_bias_line(bias: float, scores: dict[float, float] | None, metric: str, seeds: int, together: bool) -> str:
-    """What the kept models' entity bias is and, when chosen on dev, what chose it."""
-    if scores is None:
-        return f"entity bias {bias:g} (given)" if bias else "entity bias 0 (the models decode as trained)"
-    tried = ", ".join(f"{b:g}: {s:.4f}" for b, s in scores.items())
-    by = f"the ensemble of the {seeds} retrainings'" if together else f"the {seeds} retrainings' mean"
-    return f"entity bias {bias:g}, chosen on dev by {by} {metric} ({tried})"
-
-
-def markdown(
-    study_name: str,
-    chosen: Candidate,
-    candidates: list[Candidate],
-    split: str,
-    scores: dict[str, Any],
-    refit: bool,
-    ensemble: int,
-    singles: dict[str, Any] | None,
-    bias_line: str,
-) -> str:
-    def ms(x: dict[str, float]) -> str:
-        return f"{x['mean']:.4f} ± {x['std']:.4f}"
-
-    seeds = [r["seed"] for r in chosen.runs]
-    lines = [
-        f"# Study `{study_name}`: the chosen configuration, retrained",
-        "",
-        f"Trial {chosen.trial.number}, chosen from the top {len(candidates)} trial(s) by mean dev score over seeds "
-        f"{', '.join(map(str, seeds))}; scores on **{split}** as mean ± sample std over {len(seeds)} runs"
-        f"{scored_models(split, refit, ensemble)}.",
-        "",
-        "| trial | search dev | mean dev over seeds |",
-        "|---|---|---|",
-        *[f"| {c.trial.number} | {c.trial.value:.4f} | {c.mean_dev:.4f} |" for c in candidates],
-        "",
-        "```json",
-        json.dumps(chosen.config.to_dict(), indent=2, sort_keys=True),
-        "```",
-        "",
-        f"The kept models decode with {bias_line}.",
-        "",
-        "| score | value |",
-        "|---|---|",
-        *[f"| {key.replace('_', ' ')} | {ms(scores[key])} |" for key in HEADLINE],
-        "",
-        *(
-            [
-                f"The {len(seeds) * ensemble} single models of the ensembles, each on its own: "
-                + ", ".join(f"{key.replace('_', ' ')} {ms(singles[key])}" for key in ("token_macro_f1", "entity_f1"))
-                + ".",
-                "",
-            ]
-            if singles
-            else []
-        ),
-        *spread_table(scores, len(seeds)),
-        "| entity type | precision | recall | F1 | support |",
-        "|---|---|---|---|---|",
-        *[
-            f"| {t} | {ms(r['precision'])} | {ms(r['recall'])} | {ms(r['f1'])} | {r['support']} |"
-            for t, r in scores["per_type"].items()
-        ],
-        "",
-    ]
-    return "\n".join(lines)
 
 
 TrialTimer = Callable[[FrozenTrial, TrainConfig], RunTimes | None]
@@ -421,7 +180,49 @@ def planned_minutes(args: argparse.Namespace, candidates: list[Candidate], times
     return f", about {minutes(args.ensemble):.0f} min (estimated from the search's own timing)"
 
 
-def main(argv: list[str] | None = None) -> int:
+def check_options(args: argparse.Namespace) -> None:
+    """The options' own checks (a UserError naming the one at fault); fills in --ensemble's default."""
+    for name in ("top", "seeds", "ensemble", "jobs"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.time_budget is not None and not args.time_budget > 0:  # nan too
+        raise UserError(f"--time-budget must be positive, got {args.time_budget:g}")
+    if args.entity_bias != "auto":
+        try:
+            TrainConfig(entity_bias=float(args.entity_bias))
+        except ValueError:
+            raise UserError(f"--entity-bias must be auto or a number, got {args.entity_bias!r}") from None
+    if args.ensemble is None:
+        args.ensemble = DEFAULT_ENSEMBLE if args.refit else 1
+    elif args.ensemble > 1 and not args.refit:
+        raise UserError("--ensemble combines refits on train + dev; it cannot be used with --no-refit")
+
+
+def candidate(args: argparse.Namespace, study: optuna.Study, trial: FrozenTrial, base: TrainConfig) -> Candidate:
+    """A trial to retrain, with its configuration and runtime (saying so where the runtime differs)."""
+    runtime, note = trial_runtime(args, study, trial)
+    if note:
+        print(note, file=sys.stderr)
+    print(f"trial {trial.number} (dev {trial.value:.4f}): {json.dumps(trial.params)}")
+    return Candidate(trial, config_for(trial.params, base), runtime)
+
+
+def tested_once(chosen: Candidate, corpus: Corpus, bias: float, ensemble: int) -> dict[str, Any] | None:
+    """Each kept model scored on the test split, once: the only models that ever see it. Where they are
+    ensembles each member is scored too (decoding with the same bias); returns the members' aggregate."""
+    for run in chosen.runs:
+        run["test"] = scored_on_test(run["kept_folder"], chosen.runtime, corpus)
+        if ensemble > 1:
+            run["member_tests"] = [scored_on_test(f, chosen.runtime, corpus, bias) for f in run["refit_folders"]]
+        print(
+            f"seed {run['seed']}: test token macro-F1 {run['test']['token_macro_f1']:.4f}, "
+            f"entity F1 {run['test']['entity_f1']:.4f}" + (" (ensemble)" if ensemble > 1 else "")
+        )
+    return aggregate([m for r in chosen.runs for m in r["member_tests"]]) if ensemble > 1 else None
+
+
+def parser() -> argparse.ArgumentParser:
+    """study.best's options."""
     parser = argparse.ArgumentParser(
         prog="python -m study.best",
         description="Retrain the study's top trials under several seeds (early stopping on dev), choose the "
@@ -492,38 +293,23 @@ def main(argv: list[str] | None = None) -> int:
     add_runtime_arguments(
         parser, threads_help="torch threads (default: as many as the trial used, so that its seed reproduces it)"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     where = choose_storage(args.storage)
     if note := where.password_note():
         print(note, file=sys.stderr)
     try:
-        for name in ("top", "seeds", "ensemble", "jobs"):
-            if getattr(args, name) is not None and getattr(args, name) < 1:
-                raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
-        if args.time_budget is not None and not args.time_budget > 0:  # nan too
-            raise UserError(f"--time-budget must be positive, got {args.time_budget:g}")
-        if args.entity_bias != "auto":
-            try:
-                TrainConfig(entity_bias=float(args.entity_bias))
-            except ValueError:
-                raise UserError(f"--entity-bias must be auto or a number, got {args.entity_bias!r}") from None
-        if args.ensemble is None:
-            args.ensemble = DEFAULT_ENSEMBLE if args.refit else 1
-        elif args.ensemble > 1 and not args.refit:
-            raise UserError("--ensemble combines refits on train + dev; it cannot be used with --no-refit")
+        check_options(args)
         study = load_study(open_storage(where.url), args.study_name, where.url)
         base = study_settings(study).base
         complete = ranked_trials(study)  # a study without one says so before the corpus is read
         corpus = load_corpus(args.data_dir or study.user_attrs.get("data_dir"), with_test=args.test)
         times_of = trial_timer(study, corpus)
-        candidates = []
-        for trial in chosen_trials(args, complete, base, times_of):
-            runtime, note = trial_runtime(args, study, trial)
-            if note:
-                print(note, file=sys.stderr)
-            candidates.append(Candidate(trial, config_for(trial.params, base), runtime))
-            print(f"trial {trial.number} (dev {trial.value:.4f}): {json.dumps(trial.params)}")
+        candidates = [candidate(args, study, trial, base) for trial in chosen_trials(args, complete, base, times_of)]
         out = Path(args.out) if args.out else results_dir(args.study_name)
         took = planned_minutes(args, candidates, times_of)
         work = tasks_for(candidates, args.seeds)
@@ -556,20 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         for index, run in enumerate(chosen.runs):
             run["kept_folder"] = keep(run, chosen.trial.number, index, out, args.refit, bias)
         split = "test" if args.test else "dev"
-        singles = None
-        if args.test:  # the only models that ever see the test split, each once
-            for run in chosen.runs:
-                run["test"] = scored_on_test(run["kept_folder"], chosen.runtime, corpus)
-                if args.ensemble > 1:
-                    run["member_tests"] = [
-                        scored_on_test(f, chosen.runtime, corpus, bias) for f in run["refit_folders"]
-                    ]
-                print(
-                    f"seed {run['seed']}: test token macro-F1 {run['test']['token_macro_f1']:.4f}, "
-                    f"entity F1 {run['test']['entity_f1']:.4f}" + (" (ensemble)" if args.ensemble > 1 else "")
-                )
-            if args.ensemble > 1:
-                singles = aggregate([m for r in chosen.runs for m in r["member_tests"]])
+        singles = tested_once(chosen, corpus, bias, args.ensemble) if args.test else None
         summary = aggregate([r[split] for r in chosen.runs])
         best_run = max(chosen.runs, key=lambda r: r["dev"][key])
         model_dir = copy_model(best_run["kept_folder"], out / "model")
@@ -604,24 +377,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    print()
     print(
-        f"\n{split} scores of trial {chosen.trial.number} over {len(chosen.runs)} seeds"
-        f"{scored_models(split, args.refit, args.ensemble)} (mean ± std):"
-    )
-    for key in HEADLINE:
-        print(f"  {key:<18} {summary[key]['mean']:.4f} ± {summary[key]['std']:.4f}")
-    if singles:
-        print(f"  the {len(chosen.runs) * args.ensemble} single models, each on its own:")
-        for key in ("token_macro_f1", "entity_f1"):
-            print(f"  {key:<18} {singles[key]['mean']:.4f} ± {singles[key]['std']:.4f}")
-    if line := spread_line(summary):
-        print(f"  {line}")
-    print(
-        format_per_type(
-            {
-                t: {**{m: r[m]["mean"] for m in ("precision", "recall", "f1")}, "support": r["support"]}
-                for t, r in summary["per_type"].items()
-            }
+        "\n".join(
+            summary_lines(chosen.trial.number, split, summary, singles, len(chosen.runs), args.refit, args.ensemble)
         )
     )
     which = (
