@@ -15,7 +15,13 @@ HEADLINE = ("token_macro_f1", "token_accuracy", "entity_precision", "entity_reca
 
 
 def mean_std(values: list[float]) -> dict[str, float]:
+    """Mean and sample standard deviation (0 for one value)."""
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
+def plus_minus(score: dict[str, float]) -> str:
+    """A ``mean_std`` as report.md and the summary show it: 0.7911 ± 0.0212."""
+    return f"{score['mean']:.4f} ± {score['std']:.4f}"
 
 
 def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -108,9 +114,6 @@ def markdown(
     singles: dict[str, Any] | None,
     bias_line: str,
 ) -> str:
-    def ms(x: dict[str, float]) -> str:
-        return f"{x['mean']:.4f} ± {x['std']:.4f}"
-
     seeds = [r["seed"] for r in chosen.runs]
     lines = [
         f"# Study `{study_name}`: the chosen configuration, retrained",
@@ -131,12 +134,14 @@ def markdown(
         "",
         "| score | value |",
         "|---|---|",
-        *[f"| {key.replace('_', ' ')} | {ms(scores[key])} |" for key in HEADLINE],
+        *[f"| {key.replace('_', ' ')} | {plus_minus(scores[key])} |" for key in HEADLINE],
         "",
         *(
             [
                 f"The {len(seeds) * ensemble} single models of the ensembles, each on its own: "
-                + ", ".join(f"{key.replace('_', ' ')} {ms(singles[key])}" for key in ("token_macro_f1", "entity_f1"))
+                + ", ".join(
+                    f"{key.replace('_', ' ')} {plus_minus(singles[key])}" for key in ("token_macro_f1", "entity_f1")
+                )
                 + ".",
                 "",
             ]
@@ -147,7 +152,7 @@ def markdown(
         "| entity type | precision | recall | F1 | support |",
         "|---|---|---|---|---|",
         *[
-            f"| {t} | {ms(r['precision'])} | {ms(r['recall'])} | {ms(r['f1'])} | {r['support']} |"
+            f"| {t} | {' | '.join(plus_minus(r[m]) for m in ('precision', 'recall', 'f1'))} | {r['support']} |"
             for t, r in scores["per_type"].items()
         ],
         "",
@@ -167,13 +172,10 @@ def summary_lines(
     """What ``study.best`` prints at the end: the headline scores (mean ± std over the seeds), the
     single members' where the kept models are ensembles, where the spread comes from, each type."""
     lines = [f"{split} scores of trial {trial} over {seeds} seeds{scored_models(split, refit, ensemble)} (mean ± std):"]
-    lines += [f"  {key:<18} {summary[key]['mean']:.4f} ± {summary[key]['std']:.4f}" for key in HEADLINE]
+    lines += [f"  {key:<18} {plus_minus(summary[key])}" for key in HEADLINE]
     if singles:
         lines.append(f"  the {seeds * ensemble} single models, each on its own:")
-        lines += [
-            f"  {key:<18} {singles[key]['mean']:.4f} ± {singles[key]['std']:.4f}"
-            for key in ("token_macro_f1", "entity_f1")
-        ]
+        lines += [f"  {key:<18} {plus_minus(singles[key])}" for key in ("token_macro_f1", "entity_f1")]
     if line := spread_line(summary):
         lines.append(f"  {line}")
     per_type = {
