@@ -131,7 +131,9 @@ def measure(
     with PeakRSS() as memory:
         for _ in range(epochs):
             groups = (
-                train.random_batches(config.batch_size, order) if notebook else train.bucketed(config.batch_size, order)
+                train.random_batches(config.batch_size, order)
+                if notebook
+                else train.bucketed(config.batch_size, order, config.batch_chars)
             )
             groups = groups[:max_batches] if max_batches else groups
             groups_seen += groups

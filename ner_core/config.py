@@ -60,6 +60,15 @@ class TrainConfig:
         },
     )
     batch_size: int = field(default=128, metadata={"help": "sentences per training batch"})
+    batch_chars: int = field(
+        default=16384,
+        metadata={
+            "help": "padded characters (longest sentence x sentences) per training batch at most: a batch of "
+            "long sentences is cut into smaller ones, so that memory stays bounded on corpora of long "
+            "sentences (0: no cap). The default, 128 x 128, leaves every batch of up to 128 sentences of up to "
+            "128 characters as it is (all of CHisIEC's)"
+        },
+    )
     lr: float = field(default=5e-4, metadata={"help": "AdamW peak learning rate"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
     max_epochs: int = field(default=30, metadata={"help": "epochs at most; also the cosine schedule's length"})
@@ -90,6 +99,8 @@ class TrainConfig:
         for name in ("dropout", "embed_dropout", "ema"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise UserError(f"--{_flag(name)} must be in [0, 1), got {getattr(self, name)}")
+        if self.batch_chars < 0:
+            raise UserError(f"--batch-chars must be >= 0 (0: no cap), got {self.batch_chars}")
         if self.bigram_dim < 0:
             raise UserError(f"--bigram-dim must be >= 0 (0: no bigrams), got {self.bigram_dim}")
         if not math.isfinite(self.entity_bias):

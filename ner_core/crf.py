@@ -11,7 +11,7 @@ constraint: same parameters and results as ``torchcrf.CRF`` either way (tests co
 With one (``allowed``, from ``tags.allowed_transitions``), every move the scheme forbids (a
 sentence starting with I-X, O -> I-X, B-X -> O in BIOES, ending inside a chunk...) is masked in
 Viterbi, so it only ever returns valid tag sequences; the likelihood stays over all paths unless
-``constrain_likelihood`` (on CHisIEC that lowered dev scores: see the README). The masks enter
+``constrain_likelihood`` (on CHisIEC that lowered dev scores: docs/design.md, A constrained CRF). The masks enter
 in one place, ``scores``.
 """
 

@@ -177,7 +177,7 @@ def load_corpus(data_dir: str | Path | None = None, with_test: bool = False) -> 
 
 
 # A bigram seen fewer times in training is <UNK>: a bigram seen once has an embedding fitted to one
-# context, which dev measured as no better than none (README "Character bigrams").
+# context, which dev measured as no better than none (docs/measurements.md, Character bigrams).
 BIGRAM_MIN_COUNT = 2
 END = "</s>"  # what follows a sentence's last character in its bigram
 
@@ -288,20 +288,41 @@ class EncodedSplit:
         mask = torch.arange(tokens.size(1)).unsqueeze(0) < lengths.unsqueeze(1)
         return Batch(tokens, tags, mask, lengths, index)
 
-    def bucketed(self, batch_size: int, generator: torch.Generator | None = None) -> list[list[int]]:
+    def bucketed(
+        self, batch_size: int, generator: torch.Generator | None = None, batch_chars: int = 0
+    ) -> list[list[int]]:
         """Group sentences of similar length into batches; with a generator, shuffle.
 
         Shuffling permutes sentences before a stable sort by length (so ties change places
         every epoch) and then the order of the batches: every batch is near-homogeneous in
         length, and the model still sees batches in a new order each epoch.
+
+        ``batch_chars`` (0: no cap) bounds a batch's padded characters, its longest sentence
+        times its sentences: a group of ``batch_size`` that would hold more is cut into several
+        (a sentence longer than the cap goes alone). Memory grows with padded characters, not
+        sentences. Groups under the cap stay as they are, and the cut draws nothing random: the
+        same generator gives the same batches as without a cap wherever none is reached.
         """
         n = len(self)
         order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
         order = order[torch.sort(self.lengths[order], stable=True, descending=True).indices]
         groups = [order[i : i + batch_size].tolist() for i in range(0, n, batch_size)]
+        if batch_chars:
+            groups = [part for group in groups for part in self._cut(group, batch_chars)]
         if generator is not None:
             groups = [groups[i] for i in torch.randperm(len(groups), generator=generator).tolist()]
         return groups
+
+    def _cut(self, group: list[int], batch_chars: int) -> list[list[int]]:
+        """A group sorted longest first, in consecutive runs of at most ``batch_chars`` padded
+        characters: each run's first sentence is its longest, so it holds cap // that length."""
+        parts = []
+        start = 0
+        while start < len(group):
+            rows = max(1, batch_chars // int(self.lengths[group[start]]))
+            parts.append(group[start : start + rows])
+            start += rows
+        return parts
 
     def random_batches(self, batch_size: int, generator: torch.Generator) -> list[list[int]]:
         """The notebook's batching (shuffled, any lengths together): kept for comparison."""

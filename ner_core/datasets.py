@@ -1,6 +1,6 @@
 """Download known corpora from a pinned commit, verify their SHA256 checksums, and install them atomically.
 
-Usage: python -m ner_core.datasets fetch chisiec [--mirror DIR_OR_URL] [--dest DIR]
+Usage: python -m ner_core.datasets fetch chisiec|cclue [--mirror DIR_OR_URL] [--dest DIR]
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import argparse
 import hashlib
 import http.client
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .data import DEFAULT_DATA_DIR
 from .errors import UserError
 
 
@@ -42,6 +44,17 @@ DATASETS: dict[str, DatasetSpec] = {
             "test.txt": "1190aaf64e9dbe82891ecc36379e03f2a4b0062a7486e86cb3c729fc6351de6e",
         },
         description="CHisIEC NER (classical Chinese; PER, LOC, OFI, BOOK in BIOES), LREC-COLING 2024",
+    ),
+    "cclue": DatasetSpec(
+        name="cclue",
+        base_url="https://raw.githubusercontent.com/Ethan-yt/CCLUE/ed481c453c1c36397f86905a2bda625ecc5607e1/data/ner",
+        files={
+            "train.txt": "02b82d1e36a7127911141c07624b837306eccb6405523c6e2c5501ee41d3fbab",
+            "dev.txt": "76f41302e8bab50b15d45b19ff78918341cadedebf7ed80dd635d577e56d5f9f",
+            "test.txt": "d5a2c293b8ab710b73059030aea029725a963ca5f440ebf2181ac6d8c1c4a136",
+        },
+        description="CCLUE NER (classical Chinese; NOUN_BOOKNAME, NOUN_OTHER in BIO; sentences up to 510 "
+        "characters), Apache-2.0",
     ),
 }
 
@@ -146,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ner_core.datasets",
         description="Download a known corpus from a pinned commit and verify its SHA256 checksums.",
-        epilog="Example: python -m ner_core.datasets fetch chisiec --mirror ../shared/chisiec",
+        epilog="Examples:\n  python -m ner_core.datasets fetch chisiec --mirror ../shared/chisiec\n"
+        "  python -m ner_core.datasets fetch cclue   (into data/cclue)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("list", help="print the known datasets")
@@ -181,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sizes = ", ".join(f"{name} {(dest / name).stat().st_size:,} B" for name in spec.files)
     print(f"\n{spec.name} verified in {dest}: {sizes}")
-    print(f"next: python -m ner_core.train --data-dir {dest} --test")
+    # a study per corpus: the default study name keeps the default corpus (study.fingerprint)
+    other = [] if dest == DEFAULT_DATA_DIR else ["--data-dir", str(dest), "--study-name", spec.name]
+    print(f"next: {shlex.join(['python', '-m', 'study.run', '--trials', '50', *other])}")
     return 0
 
 

@@ -42,7 +42,7 @@ def cpu_bfloat16() -> bool:
 def _bfloat16_instructions() -> bool:
     # Not oneDNN's own check (torch.ops.mkldnn._is_mkldnn_bf16_supported): it also says yes on
     # AVX512 CPUs without AVX512-BF16 (Skylake to Ice Lake Xeons), where oneDNN emulates bfloat16,
-    # and there a bfloat16 LSTM trained 2.3x slower than float32 (README, "Performance").
+    # and there a bfloat16 LSTM trained 2.3x slower than float32 (docs/design.md, Where bfloat16 is only emulated).
     try:
         return bool(
             torch.backends.mkldnn.is_available()

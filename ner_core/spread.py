@@ -38,7 +38,7 @@ from .metrics import entity_scores, token_scores
 from .model import entity_biased, mean_paths
 from .runtime import Runtime, add_runtime_arguments, runtime_from_args
 from .saving import SavedModel, load_model, save_model
-from .train import EVAL_BATCH_SIZE, fit, result_metrics
+from .train import EVAL_BATCH_CHARS, EVAL_BATCH_SIZE, fit, result_metrics
 
 KEYS = ("token_macro_f1", "entity_f1")
 THREE = 3  # study.best keeps three models (its --seeds default), the study goal's "mean of 3 seeds"
@@ -103,7 +103,8 @@ class SplitScores:
         self.gold = [s.tags for s in sentences]
         device = next(first.model.parameters()).device
         encoded = EncodedSplit(sentences, first.vocab, first.tagset)
-        self.batches = [encoded.batch(group) for group in encoded.bucketed(EVAL_BATCH_SIZE)]
+        groups = encoded.bucketed(EVAL_BATCH_SIZE, batch_chars=EVAL_BATCH_CHARS)
+        self.batches = [encoded.batch(group) for group in groups]
         with torch.inference_mode():
             for member in members:
                 member.model.eval()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import random
 import sys
@@ -22,6 +23,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
+from .checkpoint import State, StateHook, capture, restore
 from .config import TrainConfig, add_config_arguments, config_from_args
 from .data import Corpus, EncodedSplit, Sentence, Vocab, load_corpus
 from .embeddings import embedding_matrix, read_word2vec
@@ -32,6 +34,12 @@ from .runtime import Runtime, add_runtime_arguments, decide_runtime, runtime_fro
 from .tags import TagSet, allowed_transitions
 
 EVAL_BATCH_SIZE = 256
+# Padded characters per evaluation batch at most (EncodedSplit.bucketed's cap): 256 x 256, over every
+# batch of sentences up to 256 characters (all of CHisIEC's), so only long-sentence corpora are cut.
+# Tagging keeps no activations for a backward pass: a position costs about a fifth of its training
+# memory (python -m ner_core.memory), so a batch at this cap takes less than a training batch at
+# TrainConfig's default batch_chars.
+EVAL_BATCH_CHARS = 65536
 
 
 @dataclass
@@ -143,16 +151,19 @@ def build_model(
 
 
 @torch.inference_mode()
-def predict_ids(model: Tagger, encoded: EncodedSplit, batch_size: int = EVAL_BATCH_SIZE) -> list[list[int]]:
+def predict_ids(
+    model: Tagger, encoded: EncodedSplit, batch_size: int = EVAL_BATCH_SIZE, batch_chars: int = EVAL_BATCH_CHARS
+) -> list[list[int]]:
     """Viterbi tag ids for every sentence of a split, in the split's order.
 
-    Length-sorted batches keep padding small; in-length reversal and masking make the result
-    the same as tagging each sentence alone.
+    Length-sorted batches keep padding small, and at most ``batch_chars`` padded characters
+    each keep memory bounded; in-length reversal and masking make the result the same as
+    tagging each sentence alone.
     """
     model.eval()
     device = next(model.parameters()).device
     out: list[list[int]] = [[] for _ in range(len(encoded))]
-    for group in encoded.bucketed(batch_size):
+    for group in encoded.bucketed(batch_size, batch_chars=batch_chars):
         batch = encoded.batch(group).to(device)
         for i, ids in zip(batch.index, model.decode(batch.tokens, batch.mask, batch.lengths)):
             out[i] = ids
@@ -234,6 +245,8 @@ def fit(
     progress: bool = False,
     log: Callable[[str], None] | None = None,
     keep_last: bool = False,
+    checkpoint: StateHook | None = None,
+    resume: State | None = None,
 ) -> TrainResult:
     """Train ``config`` on corpus.train, pick the epoch with the best dev objective.
 
@@ -245,6 +258,11 @@ def fit(
     ``on_epoch`` is called after every epoch; returning True stops the run (an exception it
     raises, such as optuna.TrialPruned, propagates). Raises NonFiniteLossError on a NaN or
     infinite loss. The same seed and runtime on the same machine give the same numbers.
+
+    ``checkpoint`` is given the run's state (ner_core.checkpoint) at every epoch end after which
+    training goes on, after ``on_epoch``; ``resume``, such a state of a run with the same
+    configuration, corpus and runtime, goes on from its last epoch as that run would have (its
+    epochs are in the history; ``on_epoch`` is not called for them again).
     """
     runtime = runtime or decide_runtime()
     if not corpus.dev and not keep_last:
@@ -259,13 +277,20 @@ def fit(
     averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema)) if config.ema else None
     judged = averaged.module if averaged is not None else model
 
+    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "averaged": averaged}
+
     history: list[EpochResult] = []
     best_state: dict[str, torch.Tensor] = {}
+    if resume is not None:
+        restore(resume, parts, order)
+        history = [EpochResult(**epoch) for epoch in resume["history"]]
+        # None: the last epoch was the best, whose weights are those just loaded
+        best_state = resume["best"] or copy.deepcopy(judged.state_dict())
     stop_reason = "max_epochs"
     started = time.perf_counter()
-    for epoch in range(1, config.max_epochs + 1):
+    for epoch in range(len(history) + 1, config.max_epochs + 1):
         start = time.perf_counter()
-        groups = train_set.bucketed(config.batch_size, order)
+        groups = train_set.bucketed(config.batch_size, order, config.batch_chars)
         loss, tokens, positions = train_epoch(
             model, optimizer, train_set, groups, config, runtime.device, epoch, progress, averaged
         )
@@ -297,6 +322,11 @@ def fit(
         if not keep_last and epoch - best_epoch(history).epoch >= config.patience:
             stop_reason = f"early stop (no better dev score in {config.patience} epochs)"
             break
+        if checkpoint is not None and epoch < config.max_epochs:
+            state = capture(parts, order)
+            state["history"] = [dataclasses.asdict(e) for e in history]
+            state["best"] = None if history[-1].is_best else best_state
+            checkpoint(state)
     model.load_state_dict(judged.state_dict() if keep_last else best_state)
     model.eval()
     return TrainResult(

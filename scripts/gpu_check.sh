@@ -9,7 +9,7 @@
 # 2. A small study on CHisIEC, WORKERS workers sharing the GPU (default 4), TRIALS trials (default 12).
 # 3. study.best --test on it, two retrainings at once.
 # 4. ner_core.predict with the GPU-trained model on the CPU, the GPU hidden.
-# Every step's output is kept in OUT; the figures for the README come from there.
+# Every step's output is kept in OUT; the figures for docs/design.md, GPU paths come from there.
 # FULL=1 runs the 50-trial study with the GPU's default space instead (the 10-minute goal).
 set -euo pipefail
 data=${1:-../shared/chisiec}

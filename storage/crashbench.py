@@ -17,7 +17,13 @@ launch); ``--phases`` picks some. Each round names the dead workers' trials the 
 and how many of them never beat. Heartbeats are short (1 s, stale after 3 s) so that a round takes
 seconds; the models are tiny (1 layer of 8 or 16 units, 3 epochs of 120 sentences).
 
+``--mid-epoch`` asks what a kill costs: trials of 6 epochs under one seed, each round's kill landing
+at a random moment of a random epoch from the third on, and for each retried trial the epochs it trained
+again (those its dead predecessor had reported, less those its checkpoint restored). A round of it is
+also not OK when a retry trained more than one epoch again, or a checkpoint is left behind.
+
     python -m storage.crashbench --rounds 20 --backends sqlite postgresql
+    python -m storage.crashbench --mid-epoch --rounds 10
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,10 +50,18 @@ from .urls import ENV_STORAGE
 
 STUDY = "crash"
 EPOCHS = 3
-TINY = (
-    f"--max-epochs {EPOCHS} --patience {EPOCHS} --hidden-sizes 8 16 --layers-range 1 1 --batch-sizes 16 "
-    "--embed-dim 8 --pruner none --no-report --threads 1"
-).split()
+MID_EPOCHS = 6  # --mid-epoch: room for a kill in any of epochs 2 to 6
+
+
+def tiny(epochs: int) -> list[str]:
+    return (
+        f"--max-epochs {epochs} --patience {epochs} --hidden-sizes 8 16 --layers-range 1 1 --batch-sizes 16 "
+        "--embed-dim 8 --pruner none --no-report --threads 1"
+    ).split()
+
+
+# one seed per trial: the epochs a trial reported to the pruner are then all those it trained
+MID_EPOCH_OPTIONS = [*tiny(MID_EPOCHS), "--seeds-per-trial", "1"]
 HEARTBEAT = {"NER_HPO_HEARTBEAT_INTERVAL": "1", "NER_HPO_GRACE_PERIOD": "3"}
 PHASES = ("start", "epoch", "result", "next", "any")
 ROUND_TIMEOUT_S = 180  # for the survivors to finish; a round that takes longer is stuck
@@ -65,6 +80,8 @@ class Round:
     killed: str = ""  # "worker-K after S s", or why nothing was killed
     landed: str = ""  # the study as the kill left it
     recovered: str = ""  # the dead trials the survivors failed (and retried)
+    # --mid-epoch: per retried trial (retry, dead trial, epochs it reported, epochs restored)
+    retrained: list[tuple[int, int, int, int]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -148,10 +165,10 @@ def trial_table(trials: list[FrozenTrial] | None) -> str:
 class Workers:
     """The round's ``study.run`` processes, each with its log file."""
 
-    def __init__(self, url: str, folder: Path, trials: int):
+    def __init__(self, url: str, folder: Path, trials: int, options: list[str]):
         self.folder = folder
         self.command = [sys.executable, "-m", "study.run", "--study-name", STUDY, "--trials", str(trials)]
-        self.command += ["--data-dir", str(folder.parent / "corpus"), *TINY]
+        self.command += ["--data-dir", str(folder.parent / "corpus"), *options]
         # the URL through the environment, as a worker started by --workers gets it; and this
         # checkout's code, whatever copy of it is installed (the workers run in the round's folder)
         path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
@@ -196,6 +213,8 @@ def random_alive(workers: Workers, rng: random.Random, moment: float) -> str | N
 
 def pick_victim(phase: str, workers: Workers, watch: Watch, rng: random.Random, started: float) -> str | None:
     """Wait for the phase's moment; the worker to kill then (None: the study finished first)."""
+    if phase == "mid-epoch":
+        return mid_epoch_victim(workers, watch, rng)
     if phase == "any":
         return random_alive(workers, rng, started + rng.uniform(0.0, 16.0))
     if phase == "start":
@@ -225,10 +244,54 @@ def pick_victim(phase: str, workers: Workers, watch: Watch, rng: random.Random, 
     return None
 
 
+def mid_epoch_victim(workers: Workers, watch: Watch, rng: random.Random) -> str | None:
+    """The worker of a running trial, at a random moment of a random epoch from the third on: the
+    length of the epoch before is timed from the moments its start and end were reported."""
+    done = rng.randint(1, MID_EPOCHS - 2)  # the kill comes in epoch done + 2
+    seen: dict[int, float] = {}  # epochs reported -> when first seen, for the trial followed
+    followed: int | None = None
+    while workers.alive():
+        trial = next(
+            (
+                t
+                for t in watch.trials() or []
+                if t.state == TrialState.RUNNING
+                and (t.number == followed or followed is None)
+                and len(t.intermediate_values) in (done, done + 1)
+            ),
+            None,
+        )
+        if trial is not None:
+            followed = trial.number
+            seen.setdefault(len(trial.intermediate_values), time.monotonic())
+            if len(seen) == 2 and (name := workers.by_worker_attr(trial)):
+                time.sleep(rng.uniform(0.0, seen[done + 1] - seen[done]))
+                return name
+        elif followed is not None:  # it ended, or went past unseen: follow the next one
+            followed, seen = None, {}
+        time.sleep(0.01)
+    return None
+
+
+def retrained(trials: list[FrozenTrial]) -> list[tuple[int, int, int, int]]:
+    """For each retried trial: (its number, the dead trial it went on from, epochs that one had
+    reported, epochs the retry restored from its checkpoint; 0 where it trained from the start)."""
+    by_number = {t.number: t for t in trials}
+    out = []
+    for trial in trials:
+        history = trial.system_attrs.get("retry_history")
+        if history and trial.state in FINISHED:
+            resumed = trial.user_attrs.get("resumed_from")
+            dead = by_number[resumed["trial"] if resumed else history[-1]]
+            out.append((trial.number, dead.number, len(dead.intermediate_values), resumed["epoch"] if resumed else 0))
+    return out
+
+
 def run_round(backend: str, url: str, number: int, folder: Path, trials: int, phase: str, rng: random.Random) -> Round:
     result = Round(backend, number, phase, replacement=rng.random() < 0.5)
     folder.mkdir(parents=True, exist_ok=True)
-    workers = Workers(url, folder, trials)
+    shutil.rmtree(folder / "results", ignore_errors=True)  # an earlier run's checkpoints are not this round's
+    workers = Workers(url, folder, trials, MID_EPOCH_OPTIONS if phase == "mid-epoch" else tiny(EPOCHS))
     watch = Watch(url)
     started = time.monotonic()
     try:
@@ -274,6 +337,14 @@ def run_round(backend: str, url: str, number: int, folder: Path, trials: int, ph
         lost += [n for n, v in complete_before.items() if n in after and after[n].value != v]
         if lost:
             result.problems.append(f"complete trial(s) {sorted(set(lost))} changed after the kill")
+        if phase == "mid-epoch":
+            result.retrained = retrained(final or [])
+            again = [f"trial {r}" for r, _, reported, restored in result.retrained if reported - restored > 1]
+            if again:
+                result.problems.append(f"{', '.join(again)} trained more than one epoch again")
+            left = sorted(p.name for p in (folder / "results" / STUDY / "checkpoints").glob("*"))
+            if left:
+                result.problems.append(f"checkpoints left behind: {', '.join(left)}")
         if not result.ok:
             result.problems.append(f"trials:\n{trial_table(final)}\n{workers.logs()}")
     finally:
@@ -293,9 +364,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--logs", default="results/crashbench", help="where every round's logs are kept")
     parser.add_argument("--seed", type=int, default=0, help="seeds the kill moments and victims (default 0)")
     parser.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES), help="taken in turn (default all)")
+    parser.add_argument(
+        "--mid-epoch",
+        action="store_true",
+        help=f"instead of --phases: every kill mid-epoch, in trials of {MID_EPOCHS} epochs under one seed; reports "
+        "how many epochs each retried trial trained again (its checkpoint should leave at most the one running)",
+    )
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.trials < 2:
         parser.error("--rounds must be at least 1 and --trials at least 2")
+    phases = ["mid-epoch"] if args.mid_epoch else args.phases
     postgres = connect_postgres(args)
     logs = Path(args.logs).resolve()
     make_corpus(logs / "corpus", (120, 30, 30))
@@ -312,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
                 folder.mkdir(parents=True, exist_ok=True)
                 (folder / "study.db").unlink(missing_ok=True)
             try:
-                phase = args.phases[number % len(args.phases)]
+                phase = phases[number % len(phases)]
                 result = run_round(backend, url, number, folder, args.trials, phase, rng)
             finally:
                 if postgres and backend == "postgresql":
@@ -326,6 +404,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"{'OK' if result.ok else 'NOT OK'}  {result.seconds:.1f} s",
                 flush=True,
             )
+            for retry, dead, reported, restored in result.retrained:
+                print(
+                    f"    retry trial {retry} of trial {dead}: {reported} epoch(s) done before the kill, "
+                    f"{restored} restored, {reported - restored} trained again",
+                    flush=True,
+                )
             for problem in result.problems:
                 print(f"    {problem}", flush=True)
     print("\nbackend     rounds OK   kills landed   no kill (finished first)   a trial that never beat")
@@ -336,6 +420,17 @@ def main(argv: list[str] | None = None) -> int:
             missed = sum(r.killed.startswith("nobody") for r in mine)
             unbeaten = sum("never beat" in r.recovered for r in mine)
             print(f"{backend:<11} {ok:>3} / {len(mine):<5} {len(mine) - missed:>12}   {missed:>24}   {unbeaten:>23}")
+    if args.mid_epoch:
+        print("\nbackend     retried trials   trained again: 0 epochs   1 epoch   more   resumed from a checkpoint")
+        for backend in args.backends:
+            mine = [(done, restored) for r in results if r.backend == backend for *_, done, restored in r.retrained]
+            if any(r.backend == backend for r in results):
+                again = [done - restored for done, restored in mine]
+                resumed = sum(restored > 0 for _, restored in mine)
+                print(
+                    f"{backend:<11} {len(mine):>14}   {again.count(0):>24}   {again.count(1):>7}   "
+                    f"{sum(a > 1 for a in again):>4}   {resumed:>25}"
+                )
     return 0 if all(r.ok for r in results) else 1
 
 

@@ -19,7 +19,7 @@ ENV_STORAGE = "NER_HPO_STORAGE"
 HIDDEN = "***"
 HOW_TO_PASS = (
     f"give it in PGPASSWORD or ~/.pgpass, or put the whole URL in {ENV_STORAGE} and leave --storage out "
-    "(README: Many workers, many machines)"
+    "(docs/distributed.md, Passwords)"
 )
 
 

@@ -83,7 +83,8 @@ def bench_run(arm: str, seed: int, args: argparse.Namespace, data_dir: Path, ext
     db.unlink(missing_ok=True)
     command = [sys.executable, "-m", "study.run", "--study-name", "bench", "--storage", f"sqlite:///{db}"]
     command += ["--data-dir", str(data_dir), "--trials", "10000", "--timeout", str(args.budget)]
-    # The arms compare samplers and pruners, one training run per trial (as measured in the README).
+    # The arms compare samplers and pruners, one training run per trial (as measured in
+    # docs/measurements.md, Time to target).
     command += ["--seed", str(arm_seed(arm, seed)), "--seeds-per-trial", "1", "--no-report", "--quiet"]
     command += [*options, *extra]
     if args.threads:

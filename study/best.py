@@ -29,7 +29,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ner_core.config import TrainConfig
-from ner_core.data import Corpus, EncodedSplit, load_corpus
+from ner_core.data import Corpus, EncodedSplit
 from ner_core.entity_bias import GRID, best_bias, dev_scores
 from ner_core.errors import UserError
 from ner_core.metrics import OBJECTIVE_KEYS
@@ -40,22 +40,36 @@ from ner_core.train import evaluate
 from storage import DEFAULT_URL, ENV_STORAGE, choose_storage, open_storage
 
 from .choice import by_expected_score
+from .fingerprint import VectorsPrint, study_vectors
 from .retrain import Candidate, tasks_for, train_all
 from .scores import aggregate, entity_bias_line, markdown, summary_lines
 from .space import config_for
-from .stored import DEFAULT_STUDY, load_study, results_dir, study_settings
+from .stored import DEFAULT_STUDY, StudySettings, adopt_prints, load_study, results_dir, study_corpus, study_settings
 from .summary import next_commands
 from .timing import RunTimes, estimate_seconds, largest_ensemble, run_times, shape_speeds
 
 # On dev, ensembles of 3 raised token macro-F1 and entity F1 over single models and narrowed their
-# spread; ensembles of 5 did both again over 3, and of 10 over 5 (README "One model or an ensemble?",
-# "Three or five?", "Five or ten?"). --time-budget makes them smaller where they do not fit.
+# spread; ensembles of 5 did both again over 3, and of 10 over 5 (docs/decisions.md, Ensemble
+# size). --time-budget makes them smaller where they do not fit.
 DEFAULT_ENSEMBLE = 10
 # The kept models' bias toward entity tags when decoding: chosen on dev ("auto"). It passed the rule set
-# for it before the measurement (README "A bias toward entities"): in 100 2-fold checks on dev, dev
+# for it before the measurement (docs/decisions.md, The entity bias): in 100 2-fold checks on dev, dev
 # token macro-F1 +0.0043 and dev entity F1 -0.0036 (at most -0.005 allowed); it had failed the first,
 # cruder check (one split by parity, on another study: entity F1 -0.012).
 DEFAULT_ENTITY_BIAS = "auto"
+
+
+def study_files(args: argparse.Namespace, study: optuna.Study) -> tuple[Corpus, str | None]:
+    """The study's corpus (the one rule: --data-dir, $NER_DATA_DIR, the study's own folder) and the path
+    of its vectors, each checked against what the study stores; a study made before it stored them
+    takes the fingerprints of these, with a note."""
+    kept = StudySettings.from_attrs(study.user_attrs, study.study_name)
+    corpus, found = study_corpus(study.study_name, args.data_dir, kept, with_test=args.test)
+    if kept is None or kept.corpus is None:  # not made by the suite, or before it stored fingerprints
+        if kept is not None:
+            print(adopt_prints(study, found, args.embeddings and VectorsPrint.of(args.embeddings)), file=sys.stderr)
+        return corpus, args.embeddings
+    return corpus, study_vectors(study.study_name, kept.embeddings, args.embeddings)
 
 
 def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -232,13 +246,23 @@ def parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--study-name", default=DEFAULT_STUDY, help=f"study to read (default {DEFAULT_STUDY})")
     parser.add_argument("--storage", help=f"storage URL (default: ${ENV_STORAGE}, else {DEFAULT_URL})")
-    parser.add_argument("--data-dir", help="corpus folder (default: the one the study was run on)")
+    parser.add_argument(
+        "--data-dir",
+        help="corpus folder (default: $NER_DATA_DIR, else the study's own); it must hold the corpus the study "
+        "was made on, in this folder or another",
+    )
+    parser.add_argument(
+        "--embeddings",
+        metavar="PATH",
+        help="where the study's pretrained vectors are on this machine (default: the path the study was made "
+        "with); the file must be the same, byte for byte",
+    )
     parser.add_argument(
         "--top",
         type=int,
         default=1,
         help="retrain the TOP best trials and choose the one with the best mean dev (default 1; 3 chose no "
-        "better-testing pick in three studies, at 3x the retraining: README, One trial or three?)",
+        "better-testing pick in three studies, at 3x the retraining: docs/decisions.md, --top)",
     )
     parser.add_argument("--seeds", type=int, default=3, help="retrainings with seeds seed, seed+1, ... (default 3)")
     parser.add_argument(
@@ -247,8 +271,8 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help="refits per kept model: each seed's kept model is an ensemble of N refits under seeds seed, "
         "seed + SEEDS, seed + 2 SEEDS, ..., tagging by their mean scores; with --test each single model is "
-        f"scored too (default {DEFAULT_ENSEMBLE}, or 1 with --no-refit; 1: one refit per seed; README, One "
-        "model or an ensemble?, Three or five? and Five or ten?)",
+        f"scored too (default {DEFAULT_ENSEMBLE}, or 1 with --no-refit; 1: one refit per seed; "
+        "docs/decisions.md, Ensemble size)",
     )
     parser.add_argument(
         "--time-budget",
@@ -265,7 +289,7 @@ def parser() -> argparse.ArgumentParser:
         help="with --time-budget, choose the trials by search dev score plus the dev gain measured for the "
         "ensemble size that fits the budget, so that a slightly lower-scoring trial that trains fast enough "
         "for large ensembles can win over one that fits only small ones (default on; --no-cost-aware: by "
-        "search dev score alone; README, Which trial, within a time budget)",
+        "search dev score alone; docs/guide.md, Which trial, within a time budget)",
     )
     parser.add_argument(
         "--entity-bias",
@@ -274,7 +298,7 @@ def parser() -> argparse.ArgumentParser:
         help="the kept models' bias toward entity tags when decoding (config entity_bias): auto tries "
         f"{', '.join(f'{b:g}' for b in GRID)} on dev with the retrainings (trained on train alone; their "
         "ensemble where the kept models are ensembles) and keeps the one that scores best; a number sets it; "
-        f"0: the models as trained (default {DEFAULT_ENTITY_BIAS}; README, A bias toward entities)",
+        f"0: the models as trained (default {DEFAULT_ENTITY_BIAS}; docs/decisions.md, The entity bias)",
     )
     parser.add_argument("--jobs", type=int, default=1, help="trainings at once (default 1; each with --threads)")
     parser.add_argument("--test", action="store_true", help="score each model of the chosen trial on test once")
@@ -307,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         study = load_study(open_storage(where.url), args.study_name, where.url)
         base = study_settings(study).base
         complete = ranked_trials(study)  # a study without one says so before the corpus is read
-        corpus = load_corpus(args.data_dir or study.user_attrs.get("data_dir"), with_test=args.test)
+        corpus, embeddings = study_files(args, study)
         times_of = trial_timer(study, corpus)
         candidates = [candidate(args, study, trial, base) for trial in chosen_trials(args, complete, base, times_of)]
         out = Path(args.out) if args.out else results_dir(args.study_name)
@@ -322,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
             f"retraining {len(candidates)} trial(s) x {args.seeds} seed(s){refits if refit_now else ''} "
             f"on {candidates[0].runtime}, {args.jobs} at a time{took}"
         )
-        train_all(work, corpus, out, args.jobs, args.quiet)
+        train_all(work, corpus, out, args.jobs, args.quiet, embeddings)
         chosen = max(candidates, key=lambda c: c.mean_dev)  # the earlier (better-searched) one of equals
         if len(candidates) > 1:
             print(
@@ -333,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.refit and not refit_now:
             print(f"refitting trial {chosen.trial.number} on train + dev under {args.seeds * args.ensemble} seed(s)")
             tasks = tasks_for([chosen], args.seeds, refit=True, ensemble=args.ensemble)
-            train_all(tasks, corpus, out, args.jobs, args.quiet)
+            train_all(tasks, corpus, out, args.jobs, args.quiet, embeddings)
         key = OBJECTIVE_KEYS[chosen.config.objective]
         together = args.ensemble > 1 and len(chosen.runs) > 1
         bias, bias_scores = chosen_entity_bias(args.entity_bias, chosen, corpus, together)

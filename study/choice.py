@@ -4,7 +4,7 @@ by what their kept models are expected to score once the ensembles that fit are 
 Within ``make best``'s minutes a slow configuration gets small ensembles (a 256 x 2 pick on 2 cores:
 3 refits per seed) and a fast one large ones (10), and ensembles score higher on dev the larger
 they are. How much higher was measured three times with ``ner_core.spread`` (members trained as
-refits, on train alone, scored on dev; README "Three or five, measured again" and "Five or ten?"):
+refits, on train alone, scored on dev; docs/measurements.md, Three or five, measured again, and Five or ten?):
 the dev token macro-F1 of an ensemble of n rose over single members by about G (1 - 1/n), the
 share of the members' own variance that averaging removes, with G = 0.026, 0.023 and 0.011 on the
 three picks (each measured size, 3, 4, 5 or 10, within 0.0003 of its pick's curve).

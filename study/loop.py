@@ -48,6 +48,8 @@ def run_trials(
             sys.stdout.flush()
 
     ran: dict[str, Any] = {}  # the trial this worker runs, and what its objective raised
+    # once a trial's end is stored: its checkpoint goes (any other callable objective keeps none)
+    ended = [objective.ended] if isinstance(objective, Objective) else []
 
     def tracked(trial: optuna.Trial) -> float:
         ran.update(number=trial.number, error=None)
@@ -61,7 +63,7 @@ def run_trials(
         while gate.wait_for_room(study, deadline):
             ran.clear()
             try:
-                study.optimize(tracked, n_trials=1, callbacks=[show], catch=CAUGHT)
+                study.optimize(tracked, n_trials=1, callbacks=[*ended, show], catch=CAUGHT)
             except NoRoom:
                 time.sleep(random.uniform(0.1, 1.0))  # another worker took the last place; look again
             except Exception as err:

@@ -12,14 +12,17 @@ import time
 
 import optuna
 import torch
+from optuna.trial import FrozenTrial
 
+from ner_core.checkpoint import State
 from ner_core.config import TrainConfig
 from ner_core.data import Corpus, Vocab
 from ner_core.errors import TrainingError
 from ner_core.model import BiLSTMCRF, count_parameters
 from ner_core.runtime import Runtime
-from ner_core.train import EpochResult, TrainResult, best_epoch, fit, throughput
+from ner_core.train import EpochResult, best_epoch, fit, throughput
 
+from .checkpoints import Progress, TrialCheckpoints, retry_history
 from .space import SearchSpace
 
 # Failures of one configuration that should not stop the study.
@@ -39,6 +42,9 @@ class Objective:
     ``deadline`` (a ``time.monotonic()`` value): a trial still running then stops at its next epoch
     end and is kept as pruned, its stop_reason ``TIMED_OUT``, so that a search ends when it was told
     to, whatever a trial takes on this machine.
+
+    ``checkpoints``: each trial keeps its state at each epoch end there, and a retried trial goes on
+    from that of the trial it retries (study.checkpoints); None: neither.
     """
 
     def __init__(
@@ -50,6 +56,7 @@ class Objective:
         embeddings: str | None = None,
         seeds: int = 1,
         deadline: float | None = None,
+        checkpoints: TrialCheckpoints | None = None,
     ):
         self.corpus = corpus
         self.base = base
@@ -58,6 +65,7 @@ class Objective:
         self.embeddings = embeddings
         self.seeds = seeds
         self.deadline = deadline
+        self.checkpoints = checkpoints
         self.vocab = Vocab.build(corpus.train, bigrams=True)  # sizes for counting parameters
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -66,13 +74,16 @@ class Objective:
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         model = BiLSTMCRF(config, len(self.vocab), len(self.corpus.tagset), bigram_vocab_size=self.vocab.n_bigrams)
         trial.set_user_attr("parameters", count_parameters(model))
-        runs: list[list[EpochResult]] = []
+        retries = retry_history(trial) if self.checkpoints else []
+        progress = self.resume(trial, config, retries)
+        runs: list[list[EpochResult]] = [*progress.finished]
 
         def report(epoch: EpochResult) -> None:
             runs[-1].append(epoch)
             judged = len(runs) == 1  # the pruner sees the first seed only
             if judged:
                 trial.report(epoch.objective, epoch.epoch)
+                progress.reported[epoch.epoch] = epoch.objective
             if self.deadline is not None and time.monotonic() >= self.deadline:
                 trial.set_user_attr("stop_reason", TIMED_OUT)
                 record(trial, runs, self.runtime)
@@ -81,35 +92,79 @@ class Objective:
                 record(trial, runs, self.runtime)
                 raise optuna.TrialPruned(f"pruned after epoch {epoch.epoch} (dev {epoch.objective:.4f})")
 
-        first: TrainResult | None = None
+        def save(training: State | None) -> None:
+            assert self.checkpoints is not None
+            progress.finished, progress.training = runs[: len(progress.stop_reasons)], training
+            self.checkpoints.save(trial.number, progress)
+
         try:
-            for i in range(self.seeds):
-                runs.append([])
+            for i in range(len(progress.finished), self.seeds):
+                resume = progress.training
+                runs.append([EpochResult(**e) for e in resume["history"]] if resume else [])
                 result = fit(
                     config.replace(seed=config.seed + i),
                     self.corpus,
                     runtime=self.runtime,
                     on_epoch=report,
                     embeddings=self.embeddings,
+                    checkpoint=save if self.checkpoints else None,
+                    resume=resume,
                 )
-                first = first or result
+                progress.training = None
+                progress.stop_reasons.append(result.stop_reason)
+                if self.checkpoints:
+                    # a seed done: kept for a worker killed before the next seed's first epoch ends, or
+                    # before the trial's result is stored (then its retry trains nothing again)
+                    save(None)
         except CAUGHT as err:
             # Recorded as FAIL with its reason (Optuna stores fail_reason too); the study goes on.
             trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}")
             record(trial, runs, self.runtime)
             raise
-        record(trial, runs, self.runtime, first)
+        except (optuna.TrialPruned, optuna.exceptions.UpdateFinishedTrialError):
+            # pruned: ``ended`` removes the checkpoint once Optuna has stored it; failed by another worker
+            # (no heartbeat in time): the checkpoint is its retry's now
+            raise
+        except BaseException:
+            # Ctrl-C or an error of ours: Optuna fails the trial, retries it never, and calls no callback
+            if self.checkpoints:
+                self.checkpoints.remove(trial.number, retries)
+            raise
+        record(trial, runs, self.runtime, progress.stop_reasons[0])
         return statistics.fmean(best_epoch(run).objective for run in runs)
+
+    def ended(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """An Optuna callback, run once a trial's end is stored: its checkpoint is of no more use, nor
+        that of any trial ended between storing its end and this callback (a worker killed then)."""
+        if self.checkpoints:
+            self.checkpoints.remove(trial.number, retry_history(trial))
+            self.checkpoints.sweep(study)
+
+    def resume(self, trial: optuna.Trial, config: TrainConfig, retries: list[int]) -> Progress:
+        """Where a trial starts: for a retry, the checkpoint of the trial it retries, whose reported
+        values are reported again (the pruner judges the whole curve) and which its ``resumed_from``
+        user attribute names (None: trained from the start); else from nothing."""
+        found = self.checkpoints.take_over(trial.number, retries, config) if self.checkpoints else None
+        if found is None:
+            if retries:  # a retry inherits the attributes of the trial it retries, this one's too
+                trial.set_user_attr("resumed_from", None)
+            return Progress(config, finished=[], stop_reasons=[], reported={})
+        origin, progress = found
+        seed_run, epoch = progress.resumes_after(self.seeds)
+        trial.set_user_attr("resumed_from", {"trial": origin, "seed_run": seed_run, "epoch": epoch})
+        for step, value in sorted(progress.reported.items()):
+            trial.report(value, step)
+        return progress
 
 
 def record(
-    trial: optuna.Trial, runs: list[list[EpochResult]], runtime: Runtime, first: TrainResult | None = None
+    trial: optuna.Trial, runs: list[list[EpochResult]], runtime: Runtime, stop_reason: str | None = None
 ) -> None:
     """User attributes every trial carries, finished or not (the dashboard shows them as columns).
 
     ``runs``: the epochs of each seed's run so far. Epoch counts and the stop reason are the first
-    seed's (``first``: its finished run; what the pruner saw); dev scores are means over the seeds'
-    best epochs, as the trial's value is.
+    seed's (``stop_reason``: that of its finished run; what the pruner saw); dev scores are means
+    over the seeds' best epochs, as the trial's value is.
     """
     runs = [run for run in runs if run]
     if not runs:
@@ -128,7 +183,7 @@ def record(
     }
     if len(runs) > 1:
         attrs["dev_per_seed"] = [round(b.objective, 6) for b in bests]
-    if first is not None:
-        attrs["stop_reason"] = first.stop_reason
+    if stop_reason is not None:
+        attrs["stop_reason"] = stop_reason
     for key, value in attrs.items():
         trial.set_user_attr(key, value)

@@ -50,11 +50,15 @@ def retrain(
     folder: Path,
     log: Callable[[str], None] | None = None,
     refit: bool = False,
+    embeddings: str | None = None,
 ) -> dict[str, Any]:
     """Train one configuration under its seed and save it in ``folder``: on train with early stopping
-    on dev, or with ``refit`` on train + dev for the whole schedule, keeping the last weights."""
+    on dev, or with ``refit`` on train + dev for the whole schedule, keeping the last weights; with
+    the study's pretrained vectors where it has them, as its trials had."""
     data = corpus.with_dev_in_train() if refit else corpus
-    result = fit(config, data, runtime=runtime, progress=log is not None, log=log, keep_last=refit)
+    result = fit(
+        config, data, runtime=runtime, progress=log is not None, log=log, keep_last=refit, embeddings=embeddings
+    )
     save_model(folder, result, result_metrics(result, data))
     return {"seed": config.seed, "best_epoch": result.best_epoch, "dev": result.best_dev, "folder": str(folder)}
 
@@ -85,10 +89,13 @@ def tasks_for(candidates: list[Candidate], seeds: int, refit: bool = False, ense
     return [Task(c, i, True, seeds) for c in candidates for i in range(seeds * ensemble)]
 
 
-def train_all(tasks: list[Task], corpus: Corpus, out: Path, jobs: int, quiet: bool) -> None:
-    """Every task, ``jobs`` at a time, a line as each ends. A retraining's run joins its candidate's
-    runs (in seed order); a refit, which must come after its retraining in ``tasks``, joins that run's
-    ``refit_folders``, the models that are then tested and kept."""
+def train_all(
+    tasks: list[Task], corpus: Corpus, out: Path, jobs: int, quiet: bool, embeddings: str | None = None
+) -> None:
+    """Every task, ``jobs`` at a time, a line as each ends, each with the pretrained ``embeddings``.
+    A retraining's run joins its candidate's runs (in seed order); a refit, which must come after its
+    retraining in ``tasks``, joins that run's ``refit_folders``, the models that are then tested and
+    kept."""
     # disable=None: a bar in a terminal only; a log file gets the plain lines
     bar = tqdm(total=len(tasks), desc="training", unit="run", disable=True if quiet else None)
 
@@ -104,7 +111,7 @@ def train_all(tasks: list[Task], corpus: Corpus, out: Path, jobs: int, quiet: bo
         bar.update()
 
     def arguments(task: Task, log: Callable[[str], None] | None = None) -> tuple:
-        return (task.config, task.candidate.runtime, corpus, task.folder(out), log, task.refit)
+        return (task.config, task.candidate.runtime, corpus, task.folder(out), log, task.refit, embeddings)
 
     with bar:
         if jobs == 1:

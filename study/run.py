@@ -19,11 +19,14 @@ import warnings
 import optuna
 
 from ner_core.config import TrainConfig, add_config_arguments, config_from_args
-from ner_core.data import load_corpus, resolve_data_dir
+from ner_core.data import Corpus
 from ner_core.errors import UserError
 from ner_core.runtime import Runtime, add_runtime_arguments, decide_runtime, fallback
 from storage import DEFAULT_URL, ENV_STORAGE, choose_storage, open_storage
 
+from .budget import check_timeout
+from .checkpoints import TrialCheckpoints, retried
+from .fingerprint import VectorsPrint, study_vectors
 from .gate import TrialGate
 from .loop import run_trials
 from .objective import Objective
@@ -33,13 +36,17 @@ from .space import PARAMS, SearchSpace, add_space_arguments, params_of, space_fr
 from .stored import (
     CREATED_MARK,
     DEFAULT_STUDY,
+    FINISHED,
     STUDY_BASE,
     StudySettings,
+    adopt_prints,
     recorded_settings,
     results_dir,
+    study_corpus,
     trials_of,
 )
 from .summary import summary
+from .warm import WARM_TOP, warm_start
 from .workers import auto_workers, gpu_slots, run_workers
 
 METRIC_NAMES = {"token-macro-f1": "dev token macro-F1", "entity-f1": "dev entity micro-F1"}
@@ -56,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Examples:\n  python -m study.run --trials 50 --workers 2\n  python -m study.run --trials 8 "
         "--max-epochs 4 --hidden-sizes 32 64 --layers-range 1 1   (a quick look)\n"
         "  python -m study.run --search lr hidden_size num_layers dropout batch_size embed_dim   (also embeddings)\n"
+        "  python -m study.run --study-name cclue --data-dir data/cclue --warm-start bilstm-crf   (a new study that "
+        "begins with the 5 best configurations of the study bilstm-crf)\n"
         "  python -m study.dashboard   (watch it live at http://127.0.0.1:8080)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -72,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="end the search after this many seconds: no trial starts after it, and a trial still running "
         "stops at its next epoch end (kept as pruned, stop_reason 'stopped at --timeout'); the same command "
-        "resumes the study",
+        "resumes the study. A budget in which not even the startup trials can finish on this corpus is refused "
+        "at once (a few seconds' timed training tells)",
     )
     run.add_argument("--study-name", default=DEFAULT_STUDY, help=f"study to create or resume (default {DEFAULT_STUDY})")
     run.add_argument(
@@ -132,6 +142,29 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-report", action="store_true", help="skip the plotly report at the end")
     run.add_argument("--quiet", action="store_true", help="no progress bar or per-trial lines")
     run.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    warm = parser.add_argument_group(
+        "warm start (when this command creates the study; a study being resumed ignores them, with a note)"
+    )
+    warm.add_argument(
+        "--warm-start",
+        metavar="STUDY",
+        help="begin with what an earlier study found: its best complete configurations are trained first, as this "
+        "study's first trials, before the search draws its own. Each keeps its values of the settings this study "
+        "searches (the settings this study holds fixed keep this study's values); one with a value outside this "
+        "study's search space is named and skipped",
+    )
+    warm.add_argument(
+        "--warm-start-storage",
+        metavar="URL",
+        help="where STUDY is stored (default: this study's storage; a password is better given in PGPASSWORD or "
+        "~/.pgpass)",
+    )
+    warm.add_argument(
+        "--warm-start-top",
+        metavar="K",
+        type=int,
+        help=f"how many of STUDY's best configurations to begin with (default {WARM_TOP})",
+    )
     add_runtime_arguments(parser, threads_help="torch threads per worker (default: CPU cores / workers)")
     add_space_arguments(parser)
     add_config_arguments(
@@ -161,6 +194,7 @@ def check_args(args: argparse.Namespace) -> None:
         ("startup_trials", 0),
         ("warmup_epochs", 0),
         ("seeds_per_trial", 1),
+        ("warm_start_top", 1),
     ):
         value = getattr(args, name)
         if value is not None and value < least:
@@ -172,6 +206,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError("--startup-trials applies to --sampler tpe and --pruner median only")
     if args.warmup_epochs is not None and pruner == "none":
         raise UserError("--warmup-epochs applies to --pruner median and hyperband only")
+    if not args.warm_start and (args.warm_start_storage or args.warm_start_top is not None):
+        raise UserError("--warm-start-storage and --warm-start-top apply with --warm-start STUDY only")
 
 
 def settings_from_args(args: argparse.Namespace, data_dir: str, cuda: bool) -> StudySettings:
@@ -226,26 +262,49 @@ def ignored(args: argparse.Namespace, asked: StudySettings, kept: StudySettings)
             continue
         if getattr(args, name, None) is not None and value != getattr(kept.base, name):
             out.append(f"--{name.replace('_', '-')} {value}")
+    if args.warm_start:  # only a study being created is warm-started
+        out.append(f"--warm-start {args.warm_start}")
     return out
 
 
 def open_study(
-    args: argparse.Namespace, storage: optuna.storages.BaseStorage, runtime: Runtime
-) -> tuple[optuna.Study, StudySettings]:
-    """Resume the study with the settings it keeps, or create it with the command line's.
+    args: argparse.Namespace, storage: optuna.storages.BaseStorage, runtime: Runtime, url: str
+) -> tuple[optuna.Study, StudySettings, Corpus, str | None]:
+    """Resume the study with the settings it keeps, or create it with the command line's: the
+    study, its settings, its corpus and the path of its vectors (None without).
 
-    The corpus is read before anything is created: a bad corpus leaves no half-made study.
+    The corpus (and the vectors, if any) are read and checked against the study's fingerprint
+    before anything is created or trained: a bad corpus leaves no half-made study, and another
+    corpus under the same study name stops with one line. The same files in another folder (a
+    copy, another machine) are the study's own. So is a --warm-start study (``url``: where the new
+    study is, the default place to look for it).
     """
     kept = recorded_settings(storage, args.study_name)
-    data_dir = args.data_dir or os.environ.get("NER_DATA_DIR") or (kept.data_dir if kept else "") or None
-    asked = settings_from_args(args, str(resolve_data_dir(data_dir)), runtime.cuda)
-    load_corpus(asked.data_dir)  # a bad corpus fails here
-    settings = asked if kept is None else kept.replace(data_dir=asked.data_dir)
+    corpus, found = study_corpus(args.study_name, args.data_dir, kept)
+    asked = settings_from_args(args, str(corpus.directory), runtime.cuda)
+    legacy = kept is not None and kept.corpus is None  # made before studies stored their corpus
+    if kept is None or legacy:
+        vectors = VectorsPrint.of(args.embeddings) if args.embeddings else None
+        embeddings = args.embeddings
+    else:
+        vectors = kept.embeddings
+        embeddings = study_vectors(args.study_name, kept.embeddings, args.embeddings)
+    if kept is None:
+        settings = asked.replace(corpus=found, embeddings=vectors)
+    else:
+        settings = kept.replace(data_dir=asked.data_dir, corpus=found, embeddings=vectors)
     if kept is not None and not args.child and (differ := ignored(args, asked, kept)):
         print(
             f"note: study '{args.study_name}' keeps the settings it was created with; ignored: {', '.join(differ)}",
             file=sys.stderr,
         )
+    warm = None
+    if kept is None and args.warm_start:
+        top = WARM_TOP if args.warm_start_top is None else args.warm_start_top
+        warm = warm_start(args.warm_start, args.warm_start_storage or url, top, settings.space)
+    if args.timeout is not None and not args.child:  # the parent checks for its workers
+        finished = len(trials_of(storage, args.study_name, FINISHED))
+        check_timeout(args.timeout, settings, corpus, runtime, args.workers, finished)
     gate = TrialGate(storage, args.study_name, args.trials)
     study = optuna.create_study(
         study_name=args.study_name,
@@ -256,6 +315,10 @@ def open_study(
         direction="maximize",
         load_if_exists=True,
     )
+    if legacy:
+        note = adopt_prints(study, found, vectors)
+        if not args.child:
+            print(note, file=sys.stderr)
     if kept is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -264,13 +327,17 @@ def open_study(
             study.enqueue_trial(
                 params_of(TrainConfig(), settings.space), user_attrs={"baseline": "notebook"}, skip_if_exists=True
             )
+        if warm is not None:
+            warm.enqueue(study)
+            if note := warm.note():
+                print(note, file=sys.stderr)
         # One write per attribute, base_config last: readers take a study as created once it has
         # base_config (StudySettings.from_attrs), so a worker killed halfway through leaves a study
         # the next worker completes, not one that every later worker fails to read.
         attrs = settings.to_attrs()
         for key in sorted(attrs, key=lambda k: k == CREATED_MARK):
             study.set_user_attr(key, attrs[key])
-    return study, settings
+    return study, settings, corpus, embeddings
 
 
 def precision_note(study: optuna.Study, runtime: Runtime, args: argparse.Namespace) -> str | None:
@@ -311,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
         runtime = decide_runtime(args.device, threads, args.precision)
         storage = open_storage(where.url)
-        study, settings = open_study(args, storage, runtime)
+        study, settings, corpus, embeddings = open_study(args, storage, runtime, where.url)
         if note := precision_note(study, runtime, args):
             print(note, file=sys.stderr)
         if args.workers > 1:
@@ -327,11 +394,18 @@ def main(argv: list[str] | None = None) -> int:
                 slots=gpu_slots(runtime, args.workers),
             )
         else:
-            corpus = load_corpus(settings.data_dir)
             # one deadline for starting trials and for stopping those still running at it
             deadline = None if args.timeout is None else time.monotonic() + args.timeout
             objective = Objective(
-                corpus, settings.base, settings.space, runtime, args.embeddings, settings.seeds_per_trial, deadline
+                corpus,
+                settings.base,
+                settings.space,
+                runtime,
+                embeddings,
+                settings.seeds_per_trial,
+                deadline,
+                # a checkpoint per trial where a dead worker's trial is retried (heartbeats), to go on from
+                checkpoints=TrialCheckpoints(args.study_name) if retried(storage) else None,
             )
             gate = study.sampler.gate
             run_trials(study, objective, gate, deadline, bar=not (args.quiet or args.child), lines=not args.quiet)

@@ -71,7 +71,7 @@ def spread_table(summary: dict[str, Any], seeds: int) -> list[str]:
     lead, other = leading_tags(rows)
     return [
         f"Where the token macro-F1 spread (std {summary['token_macro_f1']['std']:.4f} over the {seeds} seeds) comes "
-        "from: each tag's share of its variance (README, Why token macro-F1 hangs on a few characters).",
+        "from: each tag's share of its variance (docs/measurements.md, Why token macro-F1 hangs on a few characters).",
         "",
         "| tag | characters | F1 per seed | share |",
         "|---|---:|---|---:|",

@@ -179,7 +179,7 @@ def config_for(params: dict[str, Any], base: TrainConfig) -> TrainConfig:
 
 def add_space_arguments(parser: argparse.ArgumentParser) -> None:
     """--search and one range option per table row (default None: "not given", see space_from_args)."""
-    group = parser.add_argument_group("search space (defaults fit 2 CPU cores; see README)")
+    group = parser.add_argument_group("search space (defaults fit 2 CPU cores; see docs/guide.md, The search space)")
     group.add_argument(
         "--search",
         nargs="+",

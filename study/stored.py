@@ -1,15 +1,16 @@
 """A study as its storage keeps it: its name and results folder, the settings it was created with,
 and its trials.
 
-The settings (fixed configuration, search space, metric, corpus folder, sampler, pruner and
-seeds per trial) are written into the study's user attributes when it is created and read back
-by every later run, worker, ``study.best`` and ``study.report``: a resumed study searches as it
-was created to.
+The settings (fixed configuration, search space, metric, corpus folder and fingerprint, pretrained
+vectors, sampler, pruner and seeds per trial) are written into the study's user attributes when it
+is created and read back by every later run, worker, ``study.best`` and ``study.report``: a resumed
+study searches as it was created to, on the corpus it was created on.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,11 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ner_core.config import TrainConfig
+from ner_core.data import Corpus, load_corpus, resolve_data_dir
 from ner_core.errors import UserError
 from storage import describe
 
+from .fingerprint import CorpusPrint, VectorsPrint, check_corpus
 from .space import SearchSpace
 
 DEFAULT_STUDY = "bilstm-crf"
@@ -30,7 +33,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # What a study holds fixed unless told otherwise: the notebook's settings but a shorter schedule
 # (20 epochs, patience 5), since the study pays for every epoch fifty times, dropout on the
 # embeddings (0.4: +0.03 dev token macro-F1 over none at the best trial's shape, 3 seeds) and
-# character bigrams (50: see README "Character bigrams").
+# character bigrams (50: see docs/decisions.md, Bigrams).
 STUDY_BASE = TrainConfig(max_epochs=20, patience=5, embed_dropout=0.4, bigram_dim=50)
 
 
@@ -49,22 +52,27 @@ class StudySettings:
     metric: str = "token-macro-f1"
     sampler: str = "tpe"
     # Hyperband, not median pruning: on the full corpus it reached random search's median best in
-    # half the bench's budget, where median pruning took 74% (README "Time to target").
+    # half the bench's budget, where median pruning took 74% (docs/measurements.md, Time to target).
     pruner: str = "hyperband"
     # TPE draws its first 5 trials at random (median pruning, if chosen, also waits for 5 finished
     # trials: a median of fewer is noise); a trial is first judged after its 3rd epoch (first
-    # epochs are noisy; see README "The search").
+    # epochs are noisy; see docs/measurements.md, The search space).
     startup_trials: int = 5
     warmup_epochs: int = 3
     # Training runs per trial, under seeds seed, seed+1, ...; the trial's value is their mean dev
-    # score. Two beat one in the same wall time on CHisIEC (README "What a study found").
+    # score. Two beat one in the same wall time on CHisIEC (docs/decisions.md, Seeds per trial).
     seeds_per_trial: int = 2
+    # What the trials train on (study.fingerprint); None in a study made before they were stored.
+    corpus: CorpusPrint | None = None
+    embeddings: VectorsPrint | None = None
 
     def to_attrs(self) -> dict[str, Any]:
         return {
             "base_config": self.base.to_dict(),
             "space": self.space.to_dict(),
             "data_dir": self.data_dir,
+            "corpus": self.corpus and self.corpus.to_attr(),
+            "embeddings": self.embeddings and self.embeddings.to_attr(),
             "metric": self.metric,
             "search": {
                 "sampler": self.sampler,
@@ -89,6 +97,8 @@ class StudySettings:
             base=TrainConfig.from_dict(attrs["base_config"], f"study {study_name}"),
             space=SearchSpace.from_dict(attrs["space"]),
             data_dir=attrs.get("data_dir", ""),
+            corpus=CorpusPrint.from_attr(attrs.get("corpus")),
+            embeddings=VectorsPrint.from_attr(attrs.get("embeddings")),
             metric=attrs.get("metric", "token-macro-f1"),
             **{"pruner": "median", "seeds_per_trial": 1, **attrs.get("search", {})},
         )
@@ -131,3 +141,31 @@ def study_settings(study: optuna.Study) -> StudySettings:
     """The settings of a loaded study; the suite's defaults for one it did not create."""
     settings = StudySettings.from_attrs(study.user_attrs, study.study_name)
     return settings or StudySettings(STUDY_BASE, SearchSpace(), data_dir="")
+
+
+def study_corpus(
+    name: str, data_dir: str | None, kept: StudySettings | None, with_test: bool = False
+) -> tuple[Corpus, CorpusPrint]:
+    """The corpus a command on study ``name`` reads, and its fingerprint. One rule for where it is, the
+    same in every command: ``data_dir`` (--data-dir), else $NER_DATA_DIR, else the folder of the
+    study (``kept``: its settings, where it exists), else data/chisiec. UserError, in one line, when
+    the study was made on another corpus."""
+    corpus = load_corpus(
+        resolve_data_dir(data_dir or os.environ.get("NER_DATA_DIR") or (kept.data_dir if kept else None)), with_test
+    )
+    found = CorpusPrint.of(corpus)
+    if kept is not None and kept.corpus is not None:
+        check_corpus(name, kept.corpus, found)
+    return corpus, found
+
+
+def adopt_prints(study: optuna.Study, corpus: CorpusPrint, vectors: VectorsPrint | None) -> str:
+    """Store the fingerprints in a study made before studies kept them; the note that says so."""
+    study.set_user_attr("embeddings", vectors and vectors.to_attr())
+    study.set_user_attr("corpus", corpus.to_attr())
+    return (
+        f"note: study '{study.study_name}' was made before studies stored their corpus; it now keeps that of "
+        f"{corpus.folder}"
+        + (f" and the pretrained vectors {vectors.path}" if vectors else "")
+        + ", and later runs on another corpus are refused"
+    )

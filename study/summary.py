@@ -12,7 +12,8 @@ from optuna.trial import FrozenTrial, TrialState
 from storage import HOW_TO_PASS, StorageURL
 
 from .objective import TIMED_OUT
-from .stored import DEFAULT_STUDY
+from .stored import DEFAULT_STUDY, FINISHED
+from .warm import ATTR as WARM_ATTR
 
 
 def trial_line(study: optuna.Study, trial: FrozenTrial) -> str:
@@ -35,6 +36,28 @@ def trial_line(study: optuna.Study, trial: FrozenTrial) -> str:
     except ValueError:
         best = ""
     return f"{head}  {params}{best}"
+
+
+def warm_start_line(study: optuna.Study, trials: list[FrozenTrial]) -> str | None:
+    """Which trials a warm-started study began with, and how they did (None: not warm-started)."""
+    origin = study.user_attrs.get(WARM_ATTR)
+    if not origin:
+        return None
+    # a retried trial's attributes are copied to its retry: the finished one of them tells
+    mine = [t for t in trials if WARM_ATTR in t.user_attrs and t.state in FINISHED]
+    shown = [
+        f"#{t.number} {'dev ' + format(t.value, '.4f') if t.state == TrialState.COMPLETE else 'pruned'} "
+        f"(#{t.user_attrs[WARM_ATTR]['trial']} there: {t.user_attrs[WARM_ATTR]['value']:.4f})"
+        for t in mine
+    ]
+    line = f"warm start from study '{origin['study']}': " + (", ".join(shown) or "none finished yet")
+    values = sorted((t.value for t in trials if t.state == TrialState.COMPLETE), reverse=True)
+    warm_values = [t.value for t in mine if t.state == TrialState.COMPLETE]
+    if warm_values:
+        line += f"; the best of them ranks {values.index(max(warm_values)) + 1} of {len(values)} complete trials"
+    if len(mine) < len(origin["trials"]):
+        line += f"; {len(origin['trials']) - len(mine)} of the {len(origin['trials'])} queued not finished"
+    return line
 
 
 def next_commands(study_name: str, where: StorageURL) -> list[str]:
@@ -76,6 +99,8 @@ def summary(study: optuna.Study, where: StorageURL, seconds: float, target: int 
             f"dev entity F1 {best.user_attrs.get('dev_entity_f1', float('nan')):.4f}"
         )
         lines.append("      " + json.dumps(best.params))
+    if warm := warm_start_line(study, trials):
+        lines.append(warm)
     ran = Counter(t.user_attrs["device_name"] for t in trials if "device_name" in t.user_attrs)
     if ran:  # every worker, on this machine or another
         lines.append("ran on: " + ", ".join(f"{name} ({n} trials)" for name, n in ran.items()))

@@ -18,9 +18,11 @@ def test_precision_from_an_older_config_is_read_and_left_to_the_runtime():
 
 
 def test_json_round_trip():
-    config = TrainConfig(hidden_size=64, dropout=0.1, attention=False, entity_bias=0.75)
+    config = TrainConfig(hidden_size=64, dropout=0.1, attention=False, entity_bias=0.75, batch_chars=4096)
     assert TrainConfig.from_json(config.to_json()) == config
-    assert TrainConfig.from_json('{"hidden_size": 64}').entity_bias == 0.0  # models saved before it decode as then
+    older = TrainConfig.from_json('{"hidden_size": 64}')
+    assert older.entity_bias == 0.0  # models saved before it decode as then
+    assert older.batch_chars == TrainConfig().batch_chars >= 128 * 128  # and train CHisIEC's batches as then
 
 
 @pytest.mark.parametrize(
@@ -31,6 +33,8 @@ def test_json_round_trip():
         ('{"dropout": 1.5}', "--dropout must be in [0, 1)"),
         ('{"embed_dropout": -0.1}', "--embed-dropout must be in [0, 1)"),
         ('{"bigram_dim": -1}', "--bigram-dim must be >= 0 (0: no bigrams), got -1"),
+        ('{"batch_chars": -1}', "--batch-chars must be >= 0 (0: no cap), got -1"),
+        ('{"batch_chars": 1.5}', "batch_chars must be int"),
         ('{"entity_bias": NaN}', "--entity-bias must be a finite number, got nan"),
         ("[1]", "expected a JSON object"),
         ('{"lr": }', "c.json:1: not valid JSON"),

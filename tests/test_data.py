@@ -132,3 +132,39 @@ def test_cli_error_is_one_line_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"error: {tmp_path / 'train.txt'}:2: tag 'BAD' is not O, B-X, I-X, E-X or S-X"
     assert not (tmp_path / "m").exists()
+
+
+def padded(split, group):
+    return int(split.lengths[group].max()) * len(group)
+
+
+def test_a_char_cap_cuts_over_long_groups_and_keeps_every_sentence_once(tmp_path):
+    corpus = load_corpus(make_corpus(tmp_path, (200, 5, 5), max_len=20))
+    split = EncodedSplit(corpus.train, Vocab.build(corpus.train), corpus.tagset)
+    whole = split.bucketed(32)
+    cap = max(padded(split, g) for g in whole) // 3
+    cut = split.bucketed(32, batch_chars=cap)
+    assert len(cut) > len(whole)
+    assert all(padded(split, g) <= cap for g in cut)  # the longest sentence is far shorter than the cap
+    # each group cut into consecutive runs, longest first: the runs joined are the group again
+    runs = iter(cut)
+    for group in whole:
+        joined = []
+        while len(joined) < len(group):
+            joined += next(runs)
+        assert joined == group
+    shuffled = split.bucketed(32, torch.Generator().manual_seed(0), cap)
+    assert sorted(i for g in shuffled for i in g) == list(range(200))
+    assert all(padded(split, g) <= cap for g in shuffled)
+    assert split.bucketed(32, batch_chars=1) == [[i] for g in whole for i in g]  # too long for any cap: alone
+
+
+def test_a_char_cap_not_reached_leaves_the_batches_and_the_draws_as_they_were(tmp_path):
+    corpus = load_corpus(make_corpus(tmp_path, (200, 5, 5), max_len=20))
+    split = EncodedSplit(corpus.train, Vocab.build(corpus.train), corpus.tagset)
+    uncapped, capped = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    epochs = [split.bucketed(32, uncapped) for _ in range(3)]
+    reached = max(padded(split, g) for epoch in epochs for g in epoch)
+    assert [split.bucketed(32, capped, reached) for _ in range(3)] == epochs  # reached, never exceeded
+    assert torch.equal(uncapped.get_state(), capped.get_state())  # no extra random draws
+    assert split.bucketed(32, torch.Generator().manual_seed(3), reached - 1) != epochs[0]

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ner_core import datasets
+from ner_core.data import load_corpus
 from ner_core.datasets import DatasetSpec, fetch, main
 from ner_core.errors import UserError
 
@@ -123,7 +124,8 @@ def test_main_with_mirror_url(
     assert main(["fetch", "tiny", "--mirror", server_url + "/", "--dest", str(dest)]) == 0
     assert sorted(p.name for p in dest.iterdir()) == sorted(CORPUS)
     out = capsys.readouterr().out
-    assert f"python -m ner_core.train --data-dir {dest} --test" in out
+    # the next command is a study of its own on it (the default study keeps the default corpus)
+    assert f"next: python -m study.run --trials 50 --data-dir {dest} --study-name tiny\n" in out
 
 
 def test_unknown_dataset(capsys: pytest.CaptureFixture[str]) -> None:
@@ -144,9 +146,23 @@ def test_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert "chisiec" in capsys.readouterr().out
 
 
-def test_real_chisiec_spec_matches_shared_copy(tmp_path: Path) -> None:
-    shared = Path(__file__).resolve().parents[2] / "shared" / "chisiec"
+@pytest.mark.parametrize("name", ["chisiec", "cclue"])
+def test_real_spec_matches_shared_copy(name: str, tmp_path: Path) -> None:
+    shared = Path(__file__).resolve().parents[2] / "shared" / name
     if not shared.is_dir():
-        pytest.skip(f"no local CHisIEC copy at {shared}")
-    dest = fetch(datasets.DATASETS["chisiec"], tmp_path / "chisiec", mirror=shared, log=lambda line: None)
+        pytest.skip(f"no local {name} copy at {shared}")
+    dest = fetch(datasets.DATASETS[name], tmp_path / name, mirror=shared, log=lambda line: None)
     assert sorted(p.name for p in dest.iterdir()) == ["dev.txt", "test.txt", "train.txt"]
+    if (shared / "SHA256SUMS").is_file():  # the spec pins what the copy's own checksums say
+        sums = dict(reversed(line.split()) for line in (shared / "SHA256SUMS").read_text().splitlines() if line)
+        assert sums == datasets.DATASETS[name].files
+
+
+def test_cclue_reads_as_a_bio_corpus_of_two_types(tmp_path: Path) -> None:
+    shared = Path(__file__).resolve().parents[2] / "shared" / "cclue"
+    if not shared.is_dir():
+        pytest.skip(f"no local CCLUE copy at {shared}")
+    corpus = load_corpus(shared)
+    assert (len(corpus.train), len(corpus.dev)) == (2566, 281)
+    assert sum(map(len, corpus.train)) == 574_405 and max(map(len, corpus.train)) == 510
+    assert corpus.scheme == "BIO" and corpus.tagset.types == ["NOUN_BOOKNAME", "NOUN_OTHER"]

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import math
 import os
 import sqlite3
 from pathlib import Path
@@ -647,3 +648,139 @@ def test_each_gpu_worker_sees_its_gpu_alone(workdir, two_gpus, monkeypatch, caps
     assert all(command[-2:] == ["--device", "cuda"] and env["X"] == "1" for command, env in started)
     assert [command[command.index("--seed") + 1] for command, _ in started] == ["42", "1042", "2042"]
     assert "3 workers on 2 GPU(s)" in capsys.readouterr().out
+
+
+def write_vectors(path, chars="之乎者也張王李", dim=8):
+    """A word2vec text file of ``dim``-sized vectors for ``chars``, plus one character no corpus has."""
+    lines = [f"{c} " + " ".join(f"{(i + k) % 7 / 10:.1f}" for k in range(dim)) for i, c in enumerate(chars + "龘")]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_study_knows_its_corpus_refuses_another_and_resumes_on_a_copy(workdir, capsys):
+    args = study_args(workdir, "--trials", "2", "--no-report")
+    assert study_run.main(args) == 0
+    kept = load(workdir).user_attrs["corpus"]
+    assert kept["folder"] == str(workdir / "corpus") and kept["scheme"] == "BIOES" and "S-PER" in kept["tags"]
+    assert len(kept["train_sha256"]) == len(kept["dev_sha256"]) == 64
+    make_corpus(workdir / "other", (120, 30, 30), seed=1)
+    other = [*without(args, "--data-dir", "--trials"), "--data-dir", str(workdir / "other"), "--trials", "4"]
+    capsys.readouterr()
+    assert study_run.main(other) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: study 'bilstm-crf' was made on the corpus in {workdir / 'corpus'}; {workdir / 'other'} holds "
+        "another (train.txt, dev.txt differ): give --study-name NAME for a new study on them\n"
+    )
+    assert len(load(workdir).trials) == 2  # no trial trained
+    # a worker (or study.best) pointed at it by $NER_DATA_DIR is refused the same way
+    os.environ["NER_DATA_DIR"] = str(workdir / "other")
+    try:
+        assert study_run.main([*without(args, "--data-dir", "--trials"), "--trials", "4"]) == 2
+        assert study_best.main(["--storage", f"sqlite:///{workdir / 'study.db'}", "--quiet"]) == 2
+        assert capsys.readouterr().err.count("holds another") == 2
+    finally:
+        del os.environ["NER_DATA_DIR"]
+    # the same corpus in another folder (a copy, another machine) is the study's own
+    (workdir / "copy").mkdir()
+    for name in ("train.txt", "dev.txt", "test.txt"):
+        (workdir / "copy" / name).write_bytes((workdir / "corpus" / name).read_bytes())
+    assert study_run.main([*without(other, "--data-dir"), "--data-dir", str(workdir / "copy")]) == 0
+    assert len(load(workdir).trials) == 4 and "error" not in capsys.readouterr().err
+    # another study name is the way out
+    assert study_run.main([*other, "--study-name", "other"]) == 0
+
+
+def test_a_study_made_before_fingerprints_takes_its_corpus_at_the_next_run(workdir, capsys):
+    args = study_args(workdir, "--trials", "2", "--no-report")
+    assert study_run.main(args) == 0
+    with sqlite3.connect(workdir / "study.db") as db:  # as an older version left it
+        db.execute("DELETE FROM study_user_attributes WHERE key IN ('corpus', 'embeddings')")
+    assert "corpus" not in load(workdir).user_attrs
+    capsys.readouterr()
+    assert study_run.main([*without(args, "--trials"), "--trials", "3"]) == 0
+    assert capsys.readouterr().err == (
+        "note: study 'bilstm-crf' was made before studies stored their corpus; it now keeps that of "
+        f"{workdir / 'corpus'}, and later runs on another corpus are refused\n"
+    )
+    assert load(workdir).user_attrs["corpus"]["folder"] == str(workdir / "corpus")
+    make_corpus(workdir / "other", (120, 30, 30), seed=1)
+    assert study_run.main([*without(args, "--data-dir"), "--data-dir", str(workdir / "other")]) == 2
+
+
+def test_a_study_keeps_its_vectors_and_best_retrains_and_refits_with_them(workdir, capsys, monkeypatch):
+    vectors = write_vectors(workdir / "vectors.txt")
+    args = study_args(workdir, "--trials", "2", "--no-report", "--embeddings", str(vectors))
+    assert study_run.main(args) == 0
+    kept = load(workdir).user_attrs["embeddings"]
+    assert kept["path"] == str(vectors) and len(kept["sha256"]) == 64
+    storage = f"sqlite:///{workdir / 'study.db'}"
+    best = ["--storage", storage, "--seeds", "1", "--ensemble", "1", "--entity-bias", "0", "--quiet"]
+    assert study_best.main(best) == 0
+    report = json.loads((workdir / "results" / "bilstm-crf" / "best.json").read_text())
+    for folder in (report["runs"][0]["folder"], report["runs"][0]["kept_folder"]):  # retraining, refit
+        assert "龘" in load_model(folder).vocab.itos  # only the vectors have it
+    # the dev score of the search's trial is reproduced: the same vectors, the same seed
+    assert report["runs"][0]["dev"]["token_macro_f1"] == pytest.approx(
+        load(workdir).best_trial.user_attrs["dev_per_seed"][0], abs=1e-6
+    )
+    # the same file elsewhere is the study's own; a changed or missing one stops with one line
+    moved = workdir / "moved.txt"
+    vectors.rename(moved)
+    capsys.readouterr()
+    assert study_best.main(best) == 2
+    assert capsys.readouterr().err == (
+        f"error: study 'bilstm-crf' trains with the pretrained vectors of {vectors}, and {vectors} is missing: "
+        "give --embeddings PATH to the same file\n"
+    )
+    write_vectors(vectors, chars="之乎者也")
+    assert study_best.main(best) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: study 'bilstm-crf' trains with the pretrained vectors of {vectors} (sha256 ")
+    assert err.endswith(f"{vectors} differs: give --study-name NAME for a new study on them\n")
+    assert study_run.main([*without(args, "--trials"), "--trials", "3"]) == 2  # the search too
+    assert study_best.main([*best, "--embeddings", str(moved)]) == 0
+    assert (
+        study_run.main([*without(args, "--trials", "--embeddings"), "--trials", "3", "--embeddings", str(moved)]) == 0
+    )
+    assert len(load(workdir).trials) == 3
+    # vectors given to a study made without them
+    plain = [*without(args, "--embeddings"), "--study-name", "plain"]
+    assert study_run.main(plain) == 0
+    capsys.readouterr()
+    assert study_run.main([*plain, "--embeddings", str(moved)]) == 2
+    assert capsys.readouterr().err == (
+        "error: study 'plain' was made without pretrained vectors; give --study-name NAME for a new study on them\n"
+    )
+
+
+def test_a_timeout_that_cannot_hold_the_startup_trials_is_refused_before_anything_is_made(workdir, capsys, monkeypatch):
+    from study import budget
+
+    measured = []
+    real = budget.fastest_speed
+    monkeypatch.setattr(budget, "fastest_speed", lambda *a: measured.append(real(*a)) or 100.0)  # 100 chars/s
+    chars = sum(map(len, load_corpus(workdir / "corpus").train))
+    # median pruning waits for the startup trials: each trains 2 seeds of 3 epochs (max_epochs < patience + 1)
+    args = study_args(workdir, "--trials", "2", "--no-report", "--timeout", "30")
+    assert study_run.main(args) == 2
+    epoch = chars / 100
+    assert capsys.readouterr().err == (
+        f"error: --timeout 30: not even the 2 startup trial(s) can finish in it: an epoch of this corpus ({chars:,} "
+        f"training characters) takes at least {epoch:.1f} s here (the space's fastest shape, measured), each startup "
+        f"trial 6 epoch(s), 1 at a time; give --timeout {math.ceil(2 * 6 * epoch)} or more\n"
+    )
+    assert measured and measured[0] > 0  # a real timed training ran
+    assert not (workdir / "study.db").exists() or not optuna.get_all_study_names(f"sqlite:///{workdir / 'study.db'}")
+    # Hyperband may stop a startup trial after its warm-up (1 epoch here), on 2 workers at once
+    hyperband = [*without(args, "--pruner", "--timeout"), "--pruner", "hyperband", "--workers", "2", "--timeout", "1"]
+    assert study_run.main(hyperband) == 2
+    assert (
+        f"each startup trial 1 epoch(s), 2 at a time; give --timeout {math.ceil(epoch)} or more"
+        in capsys.readouterr().err
+    )
+    # a budget that holds them searches; a study past its startup trials is not timed again
+    monkeypatch.setattr(budget, "fastest_speed", lambda *a: 1e9)
+    assert study_run.main([*without(args, "--timeout"), "--timeout", "600"]) == 0
+    monkeypatch.setattr(budget, "fastest_speed", lambda *a: pytest.fail("timed again"))
+    assert study_run.main([*without(args, "--timeout", "--trials"), "--timeout", "1e-6", "--trials", "3"]) == 0

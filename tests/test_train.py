@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import ner_core.train as train_module
+from ner_core import memory
 from ner_core.data import EncodedSplit, load_corpus
 from ner_core.embeddings import read_word2vec
 from ner_core.errors import NonFiniteLossError, UserError
@@ -287,3 +288,42 @@ def test_the_weights_average_is_what_dev_judges_and_what_is_kept(corpus_dir, tin
     assert [h.objective for h in plain.history] != [h.objective for h in averaged.history]  # judged: the average
     dev = EncodedSplit(corpus.dev, averaged.vocab, averaged.tagset)
     assert evaluate(averaged.model, dev, corpus.dev, averaged.tagset) == averaged.best_dev  # kept: the average
+
+
+def test_training_and_tagging_batches_keep_to_their_char_caps(corpus_dir, tiny_config, monkeypatch):
+    corpus = load_corpus(corpus_dir)
+    uncapped = fit(tiny_config.replace(batch_chars=0), corpus)
+    default = fit(tiny_config, corpus)  # no batch of the small corpus reaches the default cap: as without one
+    assert [h.loss for h in default.history] == [h.loss for h in uncapped.history]
+    assert default.best_dev == uncapped.best_dev
+    seen, real_batch = [], EncodedSplit.batch
+
+    def recording_batch(self, index):
+        batch = real_batch(self, index)
+        seen.append((len(self), batch.mask.numel()))
+        return batch
+
+    monkeypatch.setattr(EncodedSplit, "batch", recording_batch)
+    capped = fit(tiny_config.replace(batch_chars=64, max_epochs=1), corpus)
+    training = [positions for rows, positions in seen if rows == len(corpus.train)]
+    assert max(training) <= 64 and len(training) > math.ceil(len(corpus.train) / tiny_config.batch_size)
+    assert sum(training) == capped.history[0].positions
+    dev = EncodedSplit(corpus.dev, capped.vocab, capped.tagset)
+    seen.clear()
+    tagged = predict_ids(capped.model, dev, batch_chars=64)
+    assert max(positions for _, positions in seen) <= 64 and len(seen) > 1
+    assert tagged == predict_ids(capped.model, dev, batch_chars=0)  # cut or not, the same tags
+
+
+def test_memory_benchmark_trains_the_longest_batches_and_reports_the_peak(corpus_dir, capsys):
+    from study.stored import STUDY_BASE
+
+    assert memory.STUDY_FIXED == STUDY_BASE  # the benchmark measures the study's fixed settings
+    argv = ["--data-dir", str(corpus_dir), "--hidden-size", "8", "--num-layers", "1", "--batch-size", "16"]
+    assert memory.main([*argv, "--batches", "2", "--batch-chars", "100", "--eval-batch-chars", "200"]) == 0
+    out = capsys.readouterr().out
+    longest = max(map(len, load_corpus(corpus_dir).train))
+    assert f"trained 2 batch(es) ({max(1, 100 // longest)}x{longest}, " in out
+    assert "per batch, peak RSS" in out and out.splitlines()[-1].startswith("peak RSS ")
+    assert memory.main([*argv, "--batches", "0"]) == 2
+    assert "--batches must be at least 1" in capsys.readouterr().err
