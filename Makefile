@@ -72,7 +72,7 @@ study: install data
 	$(PY) -m study.run --trials $(TRIALS) --workers $(WORKERS) $(DATA_ARG) $(STUDY_ARG) $(STORAGE_ARG) \
 		$(if $(STUDY_TIMEOUT),--timeout $(STUDY_TIMEOUT),)
 
-# A quick look, 30 s to a minute on 2 cores: small models, few epochs, its own study name.
+# A quick look, a few minutes on 2 cores: small models, few epochs, its own study name.
 demo: install data
 	$(PY) -m study.run --study-name $(or $(STUDY),demo) --trials 6 --max-epochs 3 --hidden-sizes 32 64 --layers-range 1 1 \
 		--batch-sizes 32 64 --seeds-per-trial 1 --startup-trials 3 --warmup-epochs 2 --data-dir $(CORPUS) $(STORAGE_ARG)
