@@ -264,7 +264,9 @@ def test_sigint_stops_cleanly_and_the_same_command_resumes(tmp_path, spawn):
     # Long trials: the signal must land before the study ends. With 60 epochs (3 s a trial) a worker
     # once finished both trials (exit 0, 6 s in all) between being seen in trial 0 and the signal, on
     # a loaded machine where the read that saw it, racing the worker's commit every epoch, was slow.
-    long = [*TINY, "--max-epochs", "300", "--patience", "300"]
+    # One seed a trial: each epoch also writes the trial's checkpoint, so 300 epochs take as long as
+    # two seeds' did without, and the second run, which trains both trials to the end, half as long.
+    long = [*TINY, "--max-epochs", "300", "--patience", "300", "--seeds-per-trial", "1"]
     worker = spawn(None, n, *long)  # the default storage: results/study.db in tmp_path
     storage = open_storage(f"sqlite:///{tmp_path}/results/study.db", heartbeat=False)
     # caught in its first trial, the worker cannot have finished the study when the signal lands
