@@ -31,8 +31,10 @@ STUDY_TIMEOUT ?= 4500
 # Minutes `make best` may take: its ensembles are as large (at most 10 refits) as are estimated to
 # fit, from the study's timing of each shape, and a near-best trial fast enough for larger ensembles
 # may be kept (docs/guide.md, Within a time budget; docs/guide.md, Which trial, within a time budget).
-# Empty: always 10.
+# 38 is study.best's own default; empty: no limit, always 10.
 BEST_MINUTES ?= 38
+# make best reads a study's test split once; RETEST=1 reads it again (recorded, like every reading).
+RETEST ?=
 # Worker processes for the study, each with cores/WORKERS torch threads: auto is one per CPU core
 # (2 here, as in docs/results.md; at most 8), or 4 per GPU on a machine with NVIDIA GPUs.
 WORKERS ?= auto
@@ -77,9 +79,10 @@ demo: install data
 	$(PY) -m study.run --study-name $(or $(STUDY),demo) --trials 6 --max-epochs 3 --hidden-sizes 32 64 --layers-range 1 1 \
 		--batch-sizes 32 64 --seeds-per-trial 1 --startup-trials 3 --warmup-epochs 2 --data-dir $(CORPUS) $(STORAGE_ARG)
 
-# Retrain the best configuration under 3 seeds, refit it on train + dev (an ensemble per seed), score the test split once per model.
+# Retrain the best configuration under 3 seeds, refit it on train + dev (an ensemble per seed), score the test split once per model,
+# one training per core at a time.
 best: install
-	$(PY) -m study.best --test --jobs 2 $(DATA_ARG) $(STUDY_ARG) $(STORAGE_ARG) $(if $(BEST_MINUTES),--time-budget $(BEST_MINUTES),)
+	$(PY) -m study.best --test $(if $(RETEST),--retest,) $(DATA_ARG) $(STUDY_ARG) $(STORAGE_ARG) --time-budget $(or $(BEST_MINUTES),none)
 
 # Watch the studies live at http://127.0.0.1:8080 (SQLite, PostgreSQL or journal file alike).
 dashboard: install

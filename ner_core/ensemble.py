@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import ledger
 from .data import EncodedSplit, load_corpus
 from .errors import UserError
 from .predict import load_placed
@@ -31,7 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", required=True, help="folder to write the combined model into (replaced whole)")
     parser.add_argument("--data-dir", help="corpus folder: score each model and the combination on its dev split")
-    parser.add_argument("--test", action="store_true", help="with --data-dir, score the test split too")
+    parser.add_argument(
+        "--test",
+        action="store_true",
+        help="with --data-dir, score the test split too (recorded in results/test-readings.jsonl)",
+    )
     add_runtime_arguments(parser)
     args = parser.parse_args(argv)
     try:
@@ -42,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.data_dir:
             corpus = load_corpus(args.data_dir, with_test=args.test)
             splits = [(name, part) for name, part in (("dev", corpus.dev), ("test", corpus.test)) if part]
+            tested = []  # the combination's test scores
             for folder in [*args.models, str(out)]:
                 saved = load_placed(folder, args)
                 scores = []
@@ -52,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
                     scores.append(
                         f"{name} token macro-F1 {result['token_macro_f1']:.4f}  entity F1 {result['entity_f1']:.4f}"
                     )
+                    tested = [result] if name == "test" else tested
                 print(f"{folder}: " + "   ".join(scores))
+            if tested:
+                read = ledger.readings(ledger.record(corpus, [str(out), *args.models], tested).test_sha256)
+                print(f"{ledger.count_line(read)} ({ledger.ledger_path()})")
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

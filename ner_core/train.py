@@ -23,6 +23,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
+from . import ledger
 from .checkpoint import State, StateHook, capture, restore
 from .config import TrainConfig, add_config_arguments, config_from_args
 from .data import Corpus, EncodedSplit, Sentence, Vocab, load_corpus
@@ -391,7 +392,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--embeddings", help="pretrained character vectors, word2vec text format (default: random init)"
     )
-    parser.add_argument("--test", action="store_true", help="score the best state on the test split once, at the end")
+    parser.add_argument(
+        "--test",
+        action="store_true",
+        help="score the best state on the test split once, at the end (recorded in results/test-readings.jsonl)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_runtime_arguments(parser)
     add_config_arguments(parser)
@@ -418,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
                 result.model, EncodedSplit(corpus.test, result.vocab, result.tagset), corpus.test, result.tagset
             )
         out = save_model(args.out, result, result_metrics(result, corpus, test))
+        if test is not None:
+            read = ledger.readings(ledger.record(corpus, [str(out)], [test]).test_sha256)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -441,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
             f"invalid sentences {test['invalid_sentences']}"
         )
         print(format_per_type(test["per_type"]))
+        print(f"{ledger.count_line(read)} ({ledger.ledger_path()})")
     print(f"\nmodel saved in {out}\nnext: echo '臣聞' | python -m ner_core.predict {out}")
     return 0
 

@@ -1,9 +1,9 @@
 """``python -m study.bench``: does the suite's search beat random search, and how soon?
 
 Arms, each given the same wall-clock budget on the same corpus and machine, under several seeds:
-  A  tpe+median     TPE sampling, median pruning (the suite's defaults until this benchmark)
+  A  tpe+median     TPE sampling, median pruning (the suite's defaults, as the design card asks)
   B  random         random search, no pruning
-  C  tpe+hyperband  the suite's defaults (TPE sampling, Hyperband pruning)
+  C  tpe+hyperband  TPE sampling, Hyperband pruning (--pruner hyperband)
   D  tpe            TPE without pruning (on request)
 Each run is ``python -m study.run --timeout BUDGET`` into its own SQLite file (``--jobs`` runs at
 once). An arm's seeds are its own (seed + 1000 x the arm's place), so no two arms share their

@@ -21,13 +21,14 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from ner_core import ledger
 from ner_core.config import TrainConfig
 from ner_core.data import Corpus, EncodedSplit
 from ner_core.entity_bias import GRID, best_bias, dev_scores
@@ -41,12 +42,14 @@ from storage import DEFAULT_URL, ENV_STORAGE, choose_storage, open_storage
 
 from .choice import by_expected_score
 from .fingerprint import VectorsPrint, study_vectors
+from .readings import check_unread, keep_readings, study_readings, test_file_sha256
 from .retrain import Candidate, tasks_for, train_all
-from .scores import aggregate, entity_bias_line, markdown, summary_lines
+from .scores import aggregate, bias_trade_line, entity_bias_line, markdown, summary_lines
 from .space import config_for
 from .stored import DEFAULT_STUDY, StudySettings, adopt_prints, load_study, results_dir, study_corpus, study_settings
 from .summary import next_commands
 from .timing import RunTimes, estimate_seconds, largest_ensemble, run_times, shape_speeds
+from .workers import auto_jobs
 
 # On dev, ensembles of 3 raised token macro-F1 and entity F1 over single models and narrowed their
 # spread; ensembles of 5 did both again over 3, and of 10 over 5 (docs/decisions.md, Ensemble
@@ -57,6 +60,10 @@ DEFAULT_ENSEMBLE = 10
 # token macro-F1 +0.0043 and dev entity F1 -0.0036 (at most -0.005 allowed); it had failed the first,
 # cruder check (one split by parity, on another study: entity F1 -0.012).
 DEFAULT_ENTITY_BIAS = "auto"
+# Minutes for the retrainings and refits unless told otherwise: what make best has always given, so
+# that a default study (75 minutes) and study.best end within 2 hours on 2 cores (docs/decisions.md,
+# The time budgets).
+DEFAULT_TIME_BUDGET = 38.0
 
 
 def study_files(args: argparse.Namespace, study: optuna.Study) -> tuple[Corpus, str | None]:
@@ -106,17 +113,16 @@ def keep(run: dict[str, Any], trial: int, index: int, out: Path, refit: bool, en
 
 def chosen_entity_bias(
     setting: str, chosen: Candidate, corpus: Corpus, together: bool
-) -> tuple[float, dict[float, float] | None]:
+) -> tuple[float, dict[float, dict[str, float]] | None]:
     """The kept models' entity bias: the number given, or with "auto" the bias under which the
-    chosen trial's retrainings (trained on train alone) score best on dev, with the dev score under
-    each bias: of the ensemble of the retrainings (``together``: where the kept models are
-    ensembles), else their mean."""
+    chosen trial's retrainings (trained on train alone) score best on dev by the study's metric,
+    with both dev scores under each bias: of the ensemble of the retrainings (``together``: where the
+    kept models are ensembles), else their mean."""
     if setting != "auto":
         return float(setting), None
     models = [load_model(r["folder"], chosen.runtime) for r in chosen.runs]
-    key = OBJECTIVE_KEYS[chosen.config.objective]
-    scores = dev_scores(models, corpus.dev, key, together)
-    return best_bias(scores), scores
+    scores = dev_scores(models, corpus.dev, together)
+    return best_bias(scores, OBJECTIVE_KEYS[chosen.config.objective]), scores
 
 
 def scored_on_test(folder: str, runtime: Runtime, corpus: Corpus, entity_bias: float | None = None) -> dict[str, Any]:
@@ -194,10 +200,30 @@ def planned_minutes(args: argparse.Namespace, candidates: list[Candidate], times
     return f", about {minutes(args.ensemble):.0f} min (estimated from the search's own timing)"
 
 
+def jobs_option(text: str) -> int | str:
+    """--jobs: a number, or auto."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"auto or a number, not {text!r}") from None
+
+
+def minutes_option(text: str) -> float | None:
+    """--time-budget: minutes, or none for no limit."""
+    if text == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"minutes or none, not {text!r}") from None
+
+
 def check_options(args: argparse.Namespace) -> None:
     """The options' own checks (a UserError naming the one at fault); fills in --ensemble's default."""
     for name in ("top", "seeds", "ensemble", "jobs"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
+        if isinstance(getattr(args, name), int) and getattr(args, name) < 1:
             raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
     if args.time_budget is not None and not args.time_budget > 0:  # nan too
         raise UserError(f"--time-budget must be positive, got {args.time_budget:g}")
@@ -210,6 +236,8 @@ def check_options(args: argparse.Namespace) -> None:
         args.ensemble = DEFAULT_ENSEMBLE if args.refit else 1
     elif args.ensemble > 1 and not args.refit:
         raise UserError("--ensemble combines refits on train + dev; it cannot be used with --no-refit")
+    if args.retest and not args.test:
+        raise UserError("--retest reads the test split again; give --test too")
 
 
 def candidate(args: argparse.Namespace, study: optuna.Study, trial: FrozenTrial, base: TrainConfig) -> Candidate:
@@ -276,11 +304,12 @@ def parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--time-budget",
-        type=float,
+        type=minutes_option,
+        default=DEFAULT_TIME_BUDGET,
         metavar="MINUTES",
         help="make the ensembles as large as fit: the largest size up to --ensemble whose trainings are "
-        "estimated to end within MINUTES, from the study's timing of the chosen trial's shape (make best gives "
-        "38, so that make study and make best end within 2 hours on 2 cores; default: no limit)",
+        f"estimated to end within MINUTES, from the study's timing of the chosen trial's shape (default "
+        f"{DEFAULT_TIME_BUDGET:g}, so that a default study and this end within 2 hours on 2 cores; none: no limit)",
     )
     parser.add_argument(
         "--cost-aware",
@@ -300,8 +329,22 @@ def parser() -> argparse.ArgumentParser:
         "ensemble where the kept models are ensembles) and keeps the one that scores best; a number sets it; "
         f"0: the models as trained (default {DEFAULT_ENTITY_BIAS}; docs/decisions.md, The entity bias)",
     )
-    parser.add_argument("--jobs", type=int, default=1, help="trainings at once (default 1; each with --threads)")
-    parser.add_argument("--test", action="store_true", help="score each model of the chosen trial on test once")
+    parser.add_argument(
+        "--jobs",
+        type=jobs_option,
+        default="auto",
+        help="trainings at once, each with --threads (default auto: one per GPU where they train on GPUs, else "
+        "one per CPU core the trial's threads take, at most 8)",
+    )
+    parser.add_argument(
+        "--test",
+        action="store_true",
+        help="score each kept model of the chosen trial on the test split once; recorded in the study and in "
+        "results/test-readings.jsonl, and refused for a study whose test split study.best has read before",
+    )
+    parser.add_argument(
+        "--retest", action="store_true", help="with --test: read the test split even though it was read before"
+    )
     parser.add_argument(
         "--refit",
         action=argparse.BooleanOptionalAction,
@@ -331,7 +374,13 @@ def main(argv: list[str] | None = None) -> int:
         study = load_study(open_storage(where.url), args.study_name, where.url)
         base = study_settings(study).base
         complete = ranked_trials(study)  # a study without one says so before the corpus is read
+        if args.jobs == "auto":
+            args.jobs = auto_jobs(args.device, args.threads or complete[0].user_attrs.get("threads") or 1)
         corpus, embeddings = study_files(args, study)
+        test_sha = test_file_sha256(corpus)
+        readings = study_readings(study, test_sha) if test_sha else []
+        if args.test:
+            check_unread(args.study_name, readings, args.retest)
         times_of = trial_timer(study, corpus)
         candidates = [candidate(args, study, trial, base) for trial in chosen_trials(args, complete, base, times_of)]
         out = Path(args.out) if args.out else results_dir(args.study_name)
@@ -361,12 +410,19 @@ def main(argv: list[str] | None = None) -> int:
         key = OBJECTIVE_KEYS[chosen.config.objective]
         together = args.ensemble > 1 and len(chosen.runs) > 1
         bias, bias_scores = chosen_entity_bias(args.entity_bias, chosen, corpus, together)
-        bias_line = entity_bias_line(bias, bias_scores, key.replace("_", " "), len(chosen.runs), together)
+        bias_line = entity_bias_line(bias, bias_scores, key, len(chosen.runs), together)
         print(bias_line)
+        trade_line = bias_trade_line(bias, bias_scores)
         for index, run in enumerate(chosen.runs):
             run["kept_folder"] = keep(run, chosen.trial.number, index, out, args.refit, bias)
         split = "test" if args.test else "dev"
         singles = tested_once(chosen, corpus, bias, args.ensemble) if args.test else None
+        if args.test:
+            reading = ledger.record(
+                corpus, [r["kept_folder"] for r in chosen.runs], [r["test"] for r in chosen.runs], args.study_name
+            )
+            readings = keep_readings(study, readings, reading)
+        readings_line = ledger.count_line(readings) if test_sha else ""
         summary = aggregate([r[split] for r in chosen.runs])
         best_run = max(chosen.runs, key=lambda r: r["dev"][key])
         model_dir = copy_model(best_run["kept_folder"], out / "model")
@@ -381,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
             "ensemble": args.ensemble,
             "entity_bias": bias,
             "dev_by_entity_bias": None if bias_scores is None else {f"{b:g}": s for b, s in bias_scores.items()},
+            "test_readings": [asdict(r) for r in readings],
             "seeds": [r["seed"] for r in chosen.runs],
             "runtime": chosen.runtime.record(),
             "candidates": [
@@ -394,7 +451,16 @@ def main(argv: list[str] | None = None) -> int:
         (out / "best.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         (out / "report.md").write_text(
             markdown(
-                args.study_name, chosen, candidates, split, summary, args.refit, args.ensemble, singles, bias_line
+                args.study_name,
+                chosen,
+                candidates,
+                split,
+                summary,
+                args.refit,
+                args.ensemble,
+                singles,
+                bias_line,
+                [trade_line, readings_line],
             ),
             encoding="utf-8",
         )
@@ -404,7 +470,16 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         "\n".join(
-            summary_lines(chosen.trial.number, split, summary, singles, len(chosen.runs), args.refit, args.ensemble)
+            summary_lines(
+                chosen.trial.number,
+                split,
+                summary,
+                singles,
+                len(chosen.runs),
+                args.refit,
+                args.ensemble,
+                [trade_line, readings_line],
+            )
         )
     )
     which = (

@@ -96,7 +96,8 @@ class TrialCheckpoints:
     def take_over(self, number: int, retries: list[int], config: TrainConfig) -> tuple[int, Progress] | None:
         """For trial ``number``, retrying the trials ``retries`` (oldest first): the checkpoint of the
         newest of them that left one, renamed to its own, and that trial's number; None when there is
-        none to go on from (a note says why where one was expected)."""
+        none to go on from (a note says why where one was expected). The checkpoint's configuration may
+        differ from ``config`` in its seed only (that of the worker that wrote it), which it keeps."""
         for origin in reversed(retries):
             if not self.path(origin).exists():
                 continue
@@ -108,7 +109,8 @@ class TrialCheckpoints:
                 # a damaged file, or one an older version wrote: the trial trains as if it had none
                 note(f"trial {number} retries trial {origin}, whose checkpoint cannot be read ({type(err).__name__})")
                 return None
-            if progress.config != config:
+            # Each worker trains under its own --seed: a retry goes on under the seed the checkpoint ran.
+            if progress.config.replace(seed=config.seed) != config:
                 note(f"trial {number} retries trial {origin}, whose checkpoint holds another configuration")
                 return None
             return origin, progress

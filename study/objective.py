@@ -76,6 +76,7 @@ class Objective:
         trial.set_user_attr("parameters", count_parameters(model))
         retries = retry_history(trial) if self.checkpoints else []
         progress = self.resume(trial, config, retries)
+        config = progress.config  # a resumed retry: the seed of the worker that began it
         runs: list[list[EpochResult]] = [*progress.finished]
 
         def report(epoch: EpochResult) -> None:

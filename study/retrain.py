@@ -114,13 +114,13 @@ def train_all(
         return (task.config, task.candidate.runtime, corpus, task.folder(out), log, task.refit, embeddings)
 
     with bar:
-        if jobs == 1:
+        if min(jobs, len(tasks)) == 1:
             for task in tasks:
                 log = None if quiet else epoch_lines(task.candidate.trial.number, task.config.seed)
                 done(task, retrain(*arguments(task, log)))
             return
         # spawn: a forked child would inherit torch's thread pool in an unusable state
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [(task, pool.submit(retrain, *arguments(task))) for task in tasks]
             for task, future in futures:
                 done(task, future.result())

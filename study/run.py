@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m study.run",
         description="Search the BiLSTM-CRF tagger's settings (by default learning rate, hidden size, LSTM layers, "
-        "dropout and batch size) with Optuna against the dev score: TPE sampling and Hyperband pruning unless "
+        "dropout and batch size) with Optuna against the dev score: TPE sampling and median pruning unless "
         "told otherwise. Creates the study, or resumes it with the settings it was created with when one of the "
         "same name exists. The test split is never read.",
         epilog="Examples:\n  python -m study.run --trials 50 --workers 2\n  python -m study.run --trials 8 "
@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--pruner",
         choices=list(PRUNERS),
-        help="hyperband (default), median or none; stored with the study",
+        help="median (default), hyperband or none; stored with the study (docs/decisions.md, The pruner)",
     )
     run.add_argument(
         "--startup-trials",

@@ -94,13 +94,27 @@ def scored_models(split: str, refit: bool, ensemble: int = 1) -> str:
     return f", of the retrainings on train (the kept models, {kept}, have no dev score)"
 
 
-def entity_bias_line(bias: float, scores: dict[float, float] | None, metric: str, seeds: int, together: bool) -> str:
-    """What the kept models' entity bias is and, when chosen on dev, what chose it."""
+def entity_bias_line(
+    bias: float, scores: dict[float, dict[str, float]] | None, key: str, seeds: int, together: bool
+) -> str:
+    """What the kept models' entity bias is and, when chosen on dev by the ``key`` score, what chose it."""
     if scores is None:
         return f"entity bias {bias:g} (given)" if bias else "entity bias 0 (the models decode as trained)"
-    tried = ", ".join(f"{b:g}: {s:.4f}" for b, s in scores.items())
+    tried = ", ".join(f"{b:g}: {s[key]:.4f}" for b, s in scores.items())
     by = f"the ensemble of the {seeds} retrainings'" if together else f"the {seeds} retrainings' mean"
-    return f"entity bias {bias:g}, chosen on dev by {by} {metric} ({tried})"
+    return f"entity bias {bias:g}, chosen on dev by {by} {key.replace('_', ' ')} ({tried})"
+
+
+def bias_trade_line(bias: float, scores: dict[float, dict[str, float]] | None) -> str:
+    """Both dev scores at the chosen bias and at 0, so that what one gains and the other loses shows
+    (empty where the bias was given, or chosen as 0)."""
+    if scores is None or bias == 0:
+        return ""
+
+    def both(b: float) -> str:
+        return f"token macro-F1 {scores[b]['token_macro_f1']:.4f}, entity F1 {scores[b]['entity_f1']:.4f}"
+
+    return f"dev at entity bias {bias:g}: {both(bias)}; at 0 (as trained): {both(0.0)}"
 
 
 def markdown(
@@ -113,7 +127,10 @@ def markdown(
     ensemble: int,
     singles: dict[str, Any] | None,
     bias_line: str,
+    notes: list[str],
 ) -> str:
+    """report.md: the candidates, the chosen configuration, its scores; ``notes``: the dev trade of the
+    entity bias and the test split's readings, a line each (empty ones left out)."""
     seeds = [r["seed"] for r in chosen.runs]
     lines = [
         f"# Study `{study_name}`: the chosen configuration, retrained",
@@ -132,6 +149,8 @@ def markdown(
         "",
         f"The kept models decode with {bias_line}.",
         "",
+        *[line + "." for line in notes if line],
+        *([""] if any(notes) else []),
         "| score | value |",
         "|---|---|",
         *[f"| {key.replace('_', ' ')} | {plus_minus(scores[key])} |" for key in HEADLINE],
@@ -168,9 +187,11 @@ def summary_lines(
     seeds: int,
     refit: bool,
     ensemble: int,
+    notes: list[str],
 ) -> list[str]:
     """What ``study.best`` prints at the end: the headline scores (mean ± std over the seeds), the
-    single members' where the kept models are ensembles, where the spread comes from, each type."""
+    single members' where the kept models are ensembles, where the spread comes from, each type, then
+    the ``notes`` (the entity bias's dev trade, the test split's readings)."""
     lines = [f"{split} scores of trial {trial} over {seeds} seeds{scored_models(split, refit, ensemble)} (mean ± std):"]
     lines += [f"  {key:<18} {plus_minus(summary[key])}" for key in HEADLINE]
     if singles:
@@ -182,4 +203,4 @@ def summary_lines(
         t: {**{m: r[m]["mean"] for m in ("precision", "recall", "f1")}, "support": r["support"]}
         for t, r in summary["per_type"].items()
     }
-    return [*lines, format_per_type(per_type)]
+    return [*lines, format_per_type(per_type), *(line for line in notes if line)]

@@ -33,6 +33,14 @@ def auto_workers(device: str) -> int:
     return max(1, min(os.cpu_count() or 1, MAX_CPU_WORKERS))
 
 
+def auto_jobs(device: str, threads: int) -> int:
+    """study.best's --jobs auto: one training per visible GPU where they train on GPUs (one for
+    ``cuda:N``), else one per ``threads`` CPU cores (at most 8)."""
+    if device != "cpu" and torch.cuda.is_available():
+        return 1 if device.startswith("cuda:") else torch.cuda.device_count()
+    return max(1, min((os.cpu_count() or 1) // max(1, threads), MAX_CPU_WORKERS))
+
+
 def gpu_slots(runtime: Runtime, workers: int) -> list[str | None]:
     """Worker k's GPU as CUDA_VISIBLE_DEVICES names it, round robin over the GPUs the runtime may use
     (all visible ones for ``cuda``, one for ``cuda:N``); several workers may share a GPU. None for

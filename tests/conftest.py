@@ -23,11 +23,12 @@ PG_ADMIN_URL = f"postgresql://postgres@{PG_WHERE}/test"
 
 
 @pytest.fixture(autouse=True)
-def hermetic_environment(monkeypatch):
-    """No storage from the shell that runs the tests, and this checkout's code in every process the
-    tests start (a worker started in tmp_path would otherwise import the installed copy, which in a
-    second git worktree is another checkout's)."""
+def hermetic_environment(monkeypatch, tmp_path):
+    """No storage from the shell that runs the tests, a ledger of test readings of each test's own, and
+    this checkout's code in every process the tests start (a worker started in tmp_path would
+    otherwise import the installed copy, which in a second git worktree is another checkout's)."""
     monkeypatch.delenv("NER_HPO_STORAGE", raising=False)
+    monkeypatch.setenv("NER_HPO_LEDGER", str(tmp_path / "test-readings.jsonl"))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
 
 

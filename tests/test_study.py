@@ -63,7 +63,7 @@ def study_args(workdir, *extra, db="study.db"):
         "2",
         "--warmup-epochs",
         "1",
-        # median pruning acts on a study this small (Hyperband, the default, is asked for by name)
+        # the default, given by name: the tests of study arguments compare flags given with those stored
         "--pruner",
         "median",
         *extra,
@@ -298,7 +298,7 @@ def test_best_ensemble_keeps_an_ensemble_of_refits_per_seed_and_scores_its_membe
     # by default the kept models decode with the entity bias under which the retrainings (train alone)
     # did best on dev
     scores = {float(b): s for b, s in report["dev_by_entity_bias"].items()}
-    assert list(scores) == list(GRID) and report["entity_bias"] == best_bias(scores)
+    assert list(scores) == list(GRID) and report["entity_bias"] == best_bias(scores, "token_macro_f1")
     # (the kept models being ensembles, judged by the ensemble of the retrainings)
     runtime = decide_runtime("cpu", 1, report["runtime"]["precision"])
     dev = load_corpus(workdir / "corpus").dev
@@ -306,8 +306,8 @@ def test_best_ensemble_keeps_an_ensemble_of_refits_per_seed_and_scores_its_membe
     together = Ensemble([m.model for m in retrained])
     encoded = EncodedSplit(dev, retrained[0].vocab, retrained[0].tagset)
     for bias in (GRID[0], 0.0, GRID[-1]):
-        expected = evaluate(with_entity_bias(together, bias), encoded, dev, retrained[0].tagset)["token_macro_f1"]
-        assert scores[bias] == pytest.approx(expected)
+        expected = evaluate(with_entity_bias(together, bias), encoded, dev, retrained[0].tagset)
+        assert scores[bias] == pytest.approx({k: expected[k] for k in ("token_macro_f1", "entity_f1")})
     for folder in [run["kept_folder"] for run in report["runs"]] + [out / "model"]:
         kept = load_model(folder)
         assert kept.config.entity_bias == report["entity_bias"]
@@ -317,6 +317,14 @@ def test_best_ensemble_keeps_an_ensemble_of_refits_per_seed_and_scores_its_membe
         f"entity bias {report['entity_bias']:g}, chosen on dev by the ensemble of the 2 retrainings' token macro f1 ("
         in printed
     )
+    # the trade is visible: both dev scores at the chosen bias and at 0
+    chosen = scores[report["entity_bias"]]
+    trade = (
+        f"dev at entity bias {report['entity_bias']:g}: token macro-F1 {chosen['token_macro_f1']:.4f}, entity F1 "
+        f"{chosen['entity_f1']:.4f}; at 0 (as trained): token macro-F1 {scores[0.0]['token_macro_f1']:.4f}, "
+        f"entity F1 {scores[0.0]['entity_f1']:.4f}"
+    )
+    assert (trade in printed) == (report["entity_bias"] != 0)
     assert isinstance(load_model(out / "model").model, Ensemble)
     assert "over 2 seeds, of the ensembles of 2 models refit on train + dev" in printed
     assert "the 4 single models, each on its own:" in printed
@@ -330,7 +338,7 @@ def test_best_ensemble_keeps_an_ensemble_of_refits_per_seed_and_scores_its_membe
 def test_best_time_budget_makes_the_ensembles_as_large_as_are_estimated_to_fit(workdir, capsys, monkeypatch):
     assert study_run.main(study_args(workdir, "--trials", "2", "--no-report")) == 0
     storage = f"sqlite:///{workdir / 'study.db'}"
-    args = ["--storage", storage, "--seeds", "1", "--quiet"]
+    args = ["--storage", storage, "--seeds", "1", "--quiet", "--jobs", "1"]
     # a budget no training fits: one refit per seed, said in one line
     assert study_best.main([*args, "--time-budget", "0.0001"]) == 0
     printed = capsys.readouterr().out
@@ -361,13 +369,13 @@ def test_best_within_a_budget_prefers_a_fast_near_equal_trial_whose_ensembles_fi
     monkeypatch.setattr(study_best, "run_times", lambda trial, *_: slow if trial.value == 0.99 else fast)
     # one retraining and 1 or 2 refits on one worker within 20 minutes: the slow trial fits one refit
     # (1100 s; two take 2100), the fast one two (300 s), which gain 0.01 (study.choice): 0.995 > 0.99
-    args = ["--storage", f"sqlite:///{workdir / 'study.db'}", "--seeds", "1", "--ensemble", "2", "--quiet"]
-    assert study_best.main([*args, "--time-budget", "20"]) == 0
+    args = ["--storage", f"sqlite:///{workdir / 'study.db'}", "--seeds", "1", "--ensemble", "2", "--jobs", "1"]
+    assert study_best.main([*args, "--quiet", "--time-budget", "20"]) == 0
     printed = capsys.readouterr().out
     assert "--time-budget 20 min: trial 2 (dev 0.9850, ensembles of 2 fit) chosen over trial 1 (dev 0.9900, " in printed
     report = json.loads((workdir / "results" / "bilstm-crf" / "best.json").read_text())
     assert report["trial"] == 2 and report["ensemble"] == 2
-    assert study_best.main([*args, "--time-budget", "20", "--no-cost-aware"]) == 0
+    assert study_best.main([*args, "--quiet", "--time-budget", "20", "--no-cost-aware"]) == 0
     assert "chosen over" not in capsys.readouterr().out
     report = json.loads((workdir / "results" / "bilstm-crf" / "best.json").read_text())
     assert report["trial"] == 1 and report["ensemble"] == 1
@@ -446,11 +454,11 @@ def test_resuming_without_data_dir_uses_the_studys_own_corpus(workdir, capsys):
 
 def test_the_pruner_is_stored_and_a_resume_with_another_says_so_once(workdir, capsys):
     args = without(study_args(workdir, "--trials", "3", "--no-report"), "--startup-trials", "--pruner")
-    assert study_run.main(args) == 0  # the default pruner: hyperband
+    assert study_run.main(args) == 0  # the default pruner: median
     study = load(workdir)
     assert study.user_attrs["search"] == {
         "sampler": "tpe",
-        "pruner": "hyperband",
+        "pruner": "median",
         "startup_trials": 5,
         "warmup_epochs": 1,
         "seeds_per_trial": 2,
@@ -465,7 +473,7 @@ def test_the_pruner_is_stored_and_a_resume_with_another_says_so_once(workdir, ca
         err == "note: study 'bilstm-crf' keeps the settings it was created with; ignored: --hidden-sizes 8, "
         "--pruner none\n"
     )
-    assert load(workdir).user_attrs["search"]["pruner"] == "hyperband" and len(load(workdir).trials) == 4
+    assert load(workdir).user_attrs["search"]["pruner"] == "median" and len(load(workdir).trials) == 4
     args = without(study_args(workdir, "--trials", "4", "--no-report", "--seed", "7"), "--startup-trials")
     assert study_run.main(without(args, "--warmup-epochs", "--pruner")) == 0
     assert capsys.readouterr().err == ""  # a worker's own --seed is not a setting it ignores
@@ -480,7 +488,7 @@ def test_a_study_stored_before_seeds_per_trial_keeps_one_seed_per_trial():
 
 def test_a_study_stored_before_its_pruner_keeps_median_pruning():
     attrs = StudySettings(TrainConfig(), space.SearchSpace.default(), "corpus").to_attrs()
-    assert attrs["search"]["pruner"] == "hyperband"  # the default for new studies
+    assert attrs["search"]["pruner"] == "median"  # the default for new studies, as the design card asks
     del attrs["search"]
     old = StudySettings.from_attrs(attrs, "old")
     assert (old.pruner, old.seeds_per_trial) == ("median", 1)
@@ -511,7 +519,7 @@ def test_seeds_per_trial_scores_a_trial_by_its_seeds_mean_and_best_retrains_thos
     assert all(t.user_attrs["stop_reason"].endswith(", seed 42") for t in complete)
     # study.best retrains the same seeds (42, 43): each reproduces its search run exactly
     storage = f"sqlite:///{workdir / 'study.db'}"
-    assert study_best.main(["--storage", storage, "--seeds", "2", "--quiet"]) == 0
+    assert study_best.main(["--storage", storage, "--seeds", "2", "--quiet", "--jobs", "1"]) == 0
     report = json.loads((workdir / "results" / "bilstm-crf" / "best.json").read_text())
     runs = [r["dev"]["token_macro_f1"] for r in report["runs"]]
     assert runs == pytest.approx(study.best_trial.user_attrs["dev_per_seed"], abs=1e-6)
@@ -583,7 +591,7 @@ def test_a_study_and_best_run_without_bfloat16_and_take_over_bfloat16_trials(wor
     assert load(workdir).trials[2].user_attrs["precision"] == "float32"
     ran_in_bfloat16()
     storage = f"sqlite:///{workdir / 'study.db'}"
-    assert study_best.main(["--storage", storage, "--seeds", "1", "--test", "--quiet"]) == 0
+    assert study_best.main(["--storage", storage, "--seeds", "1", "--test", "--quiet", "--jobs", "1"]) == 0
     captured = capsys.readouterr()
     assert "with a bfloat16 LSTM, but this CPU has no bfloat16 hardware: running in float32" in captured.err
     assert "float32 LSTM" in captured.out
@@ -715,7 +723,7 @@ def test_a_study_keeps_its_vectors_and_best_retrains_and_refits_with_them(workdi
     kept = load(workdir).user_attrs["embeddings"]
     assert kept["path"] == str(vectors) and len(kept["sha256"]) == 64
     storage = f"sqlite:///{workdir / 'study.db'}"
-    best = ["--storage", storage, "--seeds", "1", "--ensemble", "1", "--entity-bias", "0", "--quiet"]
+    best = ["--storage", storage, "--seeds", "1", "--ensemble", "1", "--entity-bias", "0", "--quiet", "--jobs", "1"]
     assert study_best.main(best) == 0
     report = json.loads((workdir / "results" / "bilstm-crf" / "best.json").read_text())
     for folder in (report["runs"][0]["folder"], report["runs"][0]["kept_folder"]):  # retraining, refit
@@ -784,3 +792,49 @@ def test_a_timeout_that_cannot_hold_the_startup_trials_is_refused_before_anythin
     assert study_run.main([*without(args, "--timeout"), "--timeout", "600"]) == 0
     monkeypatch.setattr(budget, "fastest_speed", lambda *a: pytest.fail("timed again"))
     assert study_run.main([*without(args, "--timeout", "--trials"), "--timeout", "1e-6", "--trials", "3"]) == 0
+
+
+def test_the_test_split_is_read_once_per_study_and_every_reading_is_counted(workdir, capsys):
+    from ner_core import train as ner_train
+
+    assert study_run.main(study_args(workdir, "--trials", "2", "--no-report")) == 0
+    # a reading outside any study, by a plain training on the same corpus
+    plain = ["--data-dir", str(workdir / "corpus"), "--out", str(workdir / "plain"), "--max-epochs", "1"]
+    assert ner_train.main([*plain, "--hidden-size", "8", "--embed-dim", "8", "--test", "--quiet"]) == 0
+    storage = f"sqlite:///{workdir / 'study.db'}"
+    best = ["--storage", storage, "--seeds", "1", "--no-refit", "--quiet"]
+    assert study_best.main(best) == 0  # no test: the count shows, nothing is read
+    assert "test split read 1 time(s); the first: " in capsys.readouterr().out
+    assert load(workdir).user_attrs.get("test_readings") is None
+    assert study_best.main([*best, "--test"]) == 0
+    out = workdir / "results" / "bilstm-crf"
+    report = json.loads((out / "best.json").read_text())
+    assert "test split read 2 time(s); the first: " in capsys.readouterr().out
+    assert "test split read 2 time(s)" in (out / "report.md").read_text()
+    kept = load(workdir).user_attrs["test_readings"]  # what the dashboard shows
+    assert [r["study"] for r in kept] == [None, "bilstm-crf"] and kept == report["test_readings"]
+    assert kept[1]["token_macro_f1"] == pytest.approx(report["summary"]["token_macro_f1"]["mean"])
+    # a second reading by study.best is refused up front, in one line, unless asked for
+    assert study_best.main([*best, "--test"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: study 'bilstm-crf': its test split was read before (") and err.count("\n") == 1
+    assert err.endswith("give --retest to read it again anyway (it is recorded too)\n")
+    assert study_best.main([*best, "--retest"]) == 2
+    assert capsys.readouterr().err == "error: --retest reads the test split again; give --test too\n"
+    assert study_best.main([*best, "--test", "--retest"]) == 0
+    assert "test split read 3 time(s)" in capsys.readouterr().out
+    assert len(load(workdir).user_attrs["test_readings"]) == 3
+
+
+def test_best_takes_one_job_per_core_and_a_time_budget_by_default(workdir, monkeypatch):
+    from study import workers
+
+    monkeypatch.setattr(workers.os, "cpu_count", lambda: 6)
+    assert workers.auto_jobs("cpu", 1) == 6 and workers.auto_jobs("cpu", 4) == 1 and workers.auto_jobs("auto", 2) == 3
+    monkeypatch.setattr(workers.os, "cpu_count", lambda: 64)
+    assert workers.auto_jobs("cpu", 1) == workers.MAX_CPU_WORKERS
+    args = study_best.parser().parse_args([])
+    assert (args.jobs, args.time_budget) == ("auto", study_best.DEFAULT_TIME_BUDGET)
+    assert study_best.parser().parse_args(["--time-budget", "none", "--jobs", "3"]).time_budget is None
+    with pytest.raises(SystemExit):
+        study_best.parser().parse_args(["--jobs", "many"])

@@ -1,5 +1,8 @@
+import hashlib
 import json
 import math
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -185,6 +188,11 @@ def test_train_cli_then_predict_round_trip(corpus_dir, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["max_epochs"] == 10 and metrics["config"]["hidden_size"] == 32
     assert metrics["test"]["entity_f1"] > 0.9 and len(metrics["history"]) == 10
+    # the reading is in the ledger of test readings ($NER_HPO_LEDGER here), and the count is printed
+    (reading,) = [json.loads(line) for line in Path(os.environ["NER_HPO_LEDGER"]).read_text().splitlines()]
+    assert reading["models"] == [str(out)] and reading["entity_f1"] == metrics["test"]["entity_f1"]
+    assert reading["test_sha256"] == hashlib.sha256((corpus_dir / "test.txt").read_bytes()).hexdigest()
+    assert "test split read 1 time(s); the first: " in proc.stdout
 
     text = tmp_path / "raw.txt"
     text.write_text("之張王曰於洛陽也\n\n之 趙也\n", encoding="utf-8")
