@@ -11,8 +11,10 @@ those models are the ones kept: with ``--test`` each is scored on the test split
 other model touches it). The model of the seed whose retraining scored best on dev is saved where
 ``python -m ner_core.predict`` can load it. With ``--ensemble N`` each kept model is an Ensemble of
 N refits under different seeds, tagging by their mean scores; ``--time-budget`` makes N as large as
-is estimated to fit the minutes given and ranks the trials by search score plus the dev gain of the
-ensembles that fit them (``study.choice``). ``--jobs`` trains in parallel.
+is estimated to fit the minutes given (38 by default) and ranks the trials by search score plus the
+dev gain of the ensembles that fit them (``study.choice``). ``--jobs`` trains in parallel (one per
+core by default). Each test reading is recorded (``ner_core.ledger``, ``study.readings``), and a
+second ``--test`` on one study is refused unless ``--retest``.
 """
 
 from __future__ import annotations
@@ -326,7 +328,8 @@ def parser() -> argparse.ArgumentParser:
         metavar="auto|B",
         help="the kept models' bias toward entity tags when decoding (config entity_bias): auto tries "
         f"{', '.join(f'{b:g}' for b in GRID)} on dev with the retrainings (trained on train alone; their "
-        "ensemble where the kept models are ensembles) and keeps the one that scores best; a number sets it; "
+        "ensemble where the kept models are ensembles) and keeps the one that scores best by the study's "
+        "metric; a number sets it; "
         f"0: the models as trained (default {DEFAULT_ENTITY_BIAS}; docs/decisions.md, The entity bias)",
     )
     parser.add_argument(

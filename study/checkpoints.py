@@ -1,6 +1,6 @@
 """Trials' checkpoints: a killed worker's trial is retried from its last epoch, not from the start.
 
-Each running trial keeps one file, ``results/<study>/checkpoints/trial-<number>.pt``, replaced at each
+Each running trial keeps one file, ``results/<study>/checkpoints/<uid>/trial-<number>.pt``, replaced at each
 epoch end and after each seed (written whole, then renamed over the old one:
 ``ner_core.checkpoint.save_state``), and removed once the trial's end is stored (complete, pruned,
 or failed by its own error). It holds ner_core's training state of the seed running (model,
@@ -84,8 +84,10 @@ def retried(storage: optuna.storages.BaseStorage) -> bool:
 class TrialCheckpoints:
     """The checkpoint files of one study's trials."""
 
-    def __init__(self, study_name: str):
-        self.folder = results_dir(study_name) / "checkpoints"
+    def __init__(self, study_name: str, uid: str | None):
+        # the study's own uid (written when it is created) keeps apart the files of studies of one
+        # name in other storages run from the same folder, such as study.bench's arms
+        self.folder = results_dir(study_name) / "checkpoints" / (uid or "")
 
     def path(self, number: int) -> Path:
         return self.folder / f"trial-{number}.pt"

@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 import time
+import uuid
 import warnings
 
 import optuna
@@ -38,6 +39,7 @@ from .stored import (
     DEFAULT_STUDY,
     FINISHED,
     STUDY_BASE,
+    UID,
     StudySettings,
     adopt_prints,
     recorded_settings,
@@ -334,7 +336,7 @@ def open_study(
         # One write per attribute, base_config last: readers take a study as created once it has
         # base_config (StudySettings.from_attrs), so a worker killed halfway through leaves a study
         # the next worker completes, not one that every later worker fails to read.
-        attrs = settings.to_attrs()
+        attrs = {**settings.to_attrs(), UID: uuid.uuid4().hex}
         for key in sorted(attrs, key=lambda k: k == CREATED_MARK):
             study.set_user_attr(key, attrs[key])
     return study, settings, corpus, embeddings
@@ -405,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
                 settings.seeds_per_trial,
                 deadline,
                 # a checkpoint per trial where a dead worker's trial is retried (heartbeats), to go on from
-                checkpoints=TrialCheckpoints(args.study_name) if retried(storage) else None,
+                checkpoints=TrialCheckpoints(args.study_name, study.user_attrs.get(UID)) if retried(storage) else None,
             )
             gate = study.sampler.gate
             run_trials(study, objective, gate, deadline, bar=not (args.quiet or args.child), lines=not args.quiet)

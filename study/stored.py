@@ -29,6 +29,9 @@ from .space import SearchSpace
 DEFAULT_STUDY = "bilstm-crf"
 # The attribute written last when a study is created: a study without it is not created yet.
 CREATED_MARK = "base_config"
+# A study's own name, unique across storages (a uuid written when it is created; a study made before
+# it was written has none): what its files on disk are kept apart by.
+UID = "uid"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # What a study holds fixed unless told otherwise: the notebook's settings but a shorter schedule
 # (20 epochs, patience 5), since the study pays for every epoch fifty times, dropout on the

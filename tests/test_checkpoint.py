@@ -3,8 +3,10 @@ worker killed mid-trial leaves a checkpoint its trial's retry starts from."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -125,6 +127,21 @@ def finish(process: subprocess.Popen, tmp_path: Path, db: str) -> None:
     assert rc == 0, f"worker exited {rc}:\n{(tmp_path / f'{db}.log').read_text()}"
 
 
+def study_checkpoint(tmp_path: Path, db: str) -> Path:
+    """Trial 0's checkpoint file: in the folder of its study's uid (a study of this name in another
+    storage, run from the same folder, keeps its own). Read with sqlite3 alone: opening the file
+    with Optuna while the worker creates it would race it to create the tables."""
+    uid = "not-yet"
+    if (tmp_path / db).exists():
+        try:
+            with sqlite3.connect(tmp_path / db) as connection:
+                row = connection.execute("SELECT value_json FROM study_user_attributes WHERE key = 'uid'").fetchone()
+            uid = json.loads(row[0]) if row else uid
+        except sqlite3.OperationalError:  # the tables are not there yet
+            pass
+    return tmp_path / "results" / "bilstm-crf" / "checkpoints" / uid / "trial-0.pt"
+
+
 def progress_at(path: Path) -> tuple[int, int] | None:
     """(finished seeds, epochs of the running one) of a trial's checkpoint; None while there is none."""
     state = load_state(path)
@@ -139,8 +156,7 @@ def uninterrupted(tmp_path_factory) -> optuna.trial.FrozenTrial:
     folder = tmp_path_factory.mktemp("uninterrupted")
     make_corpus(folder / "corpus", (120, 30, 30))
     finish(study_run(folder, "study.db"), folder, "study.db")
-    checkpoints = folder / "results" / "bilstm-crf" / "checkpoints"
-    assert not checkpoints.exists() or not list(checkpoints.iterdir())  # a finished trial keeps none
+    assert not list((folder / "results").rglob("*.pt"))  # a finished trial keeps no checkpoint
     return optuna.load_study(study_name="bilstm-crf", storage=f"sqlite:///{folder}/study.db").trials[0]
 
 
@@ -149,10 +165,9 @@ def test_a_killed_trial_is_retried_from_its_checkpoint_and_ends_as_the_uninterru
     tmp_path, kill_at, uninterrupted
 ):
     make_corpus(tmp_path / "corpus", (120, 30, 30))  # the same sentences as the uninterrupted trial's
-    checkpoint = tmp_path / "results" / "bilstm-crf" / "checkpoints" / "trial-0.pt"
     worker = study_run(tmp_path, "killed.db")
     deadline = time.monotonic() + WAIT_S
-    while (seen := progress_at(checkpoint)) is None or seen < kill_at:
+    while (seen := progress_at(checkpoint := study_checkpoint(tmp_path, "killed.db"))) is None or seen < kill_at:
         assert worker.poll() is None, f"the trial ended first:\n{(tmp_path / 'killed.db.log').read_text()}"
         assert time.monotonic() < deadline, f"no checkpoint at {kill_at} after {WAIT_S} s (last: {seen})"
         time.sleep(0.02)
@@ -202,7 +217,7 @@ def objective(corpus_dir, tmp_path, monkeypatch) -> Objective:
     monkeypatch.chdir(tmp_path)  # the study's results folder
     base = TrainConfig(max_epochs=3, patience=3, hidden_size=8, embed_dim=8, batch_size=32)
     space = SearchSpace({"lr": (1e-3, 1e-2)})
-    return Objective(load_corpus(corpus_dir), base, space, FLOAT32, seeds=2, checkpoints=TrialCheckpoints("s"))
+    return Objective(load_corpus(corpus_dir), base, space, FLOAT32, seeds=2, checkpoints=TrialCheckpoints("s", "uid"))
 
 
 def test_a_trial_killed_while_its_result_is_stored_is_retried_without_training(objective, monkeypatch):

@@ -142,7 +142,9 @@ def test_the_printed_next_commands_work_as_printed(backend, tmp_path):
     best = subprocess.run([sys.executable, *commands[0][1:]], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert best.returncode == 0, best.stdout + best.stderr
     assert "test scores of trial" in best.stdout and "\r" not in best.stdout + best.stderr
-    assert "seed 42  epoch" in best.stdout  # plain epoch lines in place of the bars
+    # its plan first, then a plain line as each training ends in place of the bars
+    assert re.search(r"^retraining 1 trial\(s\) x 3 seed\(s\) .*, about \d+ min", best.stdout, re.M)
+    assert re.search(r"^trial \d+, seed 42: best epoch \d+, dev 0\.\d{4}$", best.stdout, re.M)
     assert re.search(  # the default, --entity-bias auto: chosen on dev
         r"^entity bias -?[0-9.]+, chosen on dev by the ensemble of the 3 retrainings' token macro f1 \(",
         best.stdout,

@@ -464,6 +464,7 @@ def test_the_pruner_is_stored_and_a_resume_with_another_says_so_once(workdir, ca
         "seeds_per_trial": 2,
     }
     assert study.metric_names == ["dev token macro-F1"]  # the dashboard's name for the objective
+    assert len(study.user_attrs["uid"]) == 32  # its checkpoints' folder, apart from a namesake's elsewhere
     capsys.readouterr()
     args = study_args(workdir, "--trials", "4", "--no-report", "--pruner", "none")
     args = [*without(args, "--warmup-epochs", "--startup-trials", "--hidden-sizes"), "--hidden-sizes", "8"]
