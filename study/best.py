@@ -202,24 +202,18 @@ def planned_minutes(args: argparse.Namespace, candidates: list[Candidate], times
     return f", about {minutes(args.ensemble):.0f} min (estimated from the search's own timing)"
 
 
-def jobs_option(text: str) -> int | str:
-    """--jobs: a number, or auto."""
-    if text == "auto":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"auto or a number, not {text!r}") from None
+def number_or(word: str, cast: Callable[[str], Any], means: Any) -> Callable[[str], Any]:
+    """An argparse type: a number, or ``word``, which stands for ``means`` (--jobs auto, --time-budget none)."""
 
+    def parse(text: str) -> Any:
+        if text == word:
+            return means
+        try:
+            return cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{word} or a number, not {text!r}") from None
 
-def minutes_option(text: str) -> float | None:
-    """--time-budget: minutes, or none for no limit."""
-    if text == "none":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"minutes or none, not {text!r}") from None
+    return parse
 
 
 def check_options(args: argparse.Namespace) -> None:
@@ -306,7 +300,7 @@ def parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--time-budget",
-        type=minutes_option,
+        type=number_or("none", float, None),
         default=DEFAULT_TIME_BUDGET,
         metavar="MINUTES",
         help="make the ensembles as large as fit: the largest size up to --ensemble whose trainings are "
@@ -334,7 +328,7 @@ def parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--jobs",
-        type=jobs_option,
+        type=number_or("auto", int, "auto"),
         default="auto",
         help="trainings at once, each with --threads (default auto: one per GPU where they train on GPUs, else "
         "one per CPU core the trial's threads take, at most 8)",

@@ -113,14 +113,15 @@ def train_all(
     def arguments(task: Task, log: Callable[[str], None] | None = None) -> tuple:
         return (task.config, task.candidate.runtime, corpus, task.folder(out), log, task.refit, embeddings)
 
+    jobs = max(1, min(jobs, len(tasks)))  # no more processes than trainings
     with bar:
-        if min(jobs, len(tasks)) == 1:
+        if jobs == 1:
             for task in tasks:
                 log = None if quiet else epoch_lines(task.candidate.trial.number, task.config.seed)
                 done(task, retrain(*arguments(task, log)))
             return
         # spawn: a forked child would inherit torch's thread pool in an unusable state
-        with ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [(task, pool.submit(retrain, *arguments(task))) for task in tasks]
             for task, future in futures:
                 done(task, future.result())
