@@ -61,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
                     tested = [result] if name == "test" else tested
                 print(f"{folder}: " + "   ".join(scores))
             if tested:
-                read = ledger.readings(ledger.record(corpus, [str(out), *args.models], tested).test_sha256)
+                read = ledger.readings(
+                    ledger.record("ner_core.ensemble", corpus, [str(out), *args.models], tested).test_sha256
+                )
                 print(f"{ledger.count_line(read)} ({ledger.ledger_path()})")
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

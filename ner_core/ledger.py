@@ -53,10 +53,11 @@ class Reading:
     token_macro_f1: float  # the mean over the models
     entity_f1: float
     study: str | None = None  # the study whose trial it tested, where one did
+    program: str = ""  # the command's module: ner_core.train, ner_core.ensemble, study.best
 
     def line(self) -> str:
-        """The reading in one line, as summaries print it."""
-        who = f"study '{self.study}'" if self.study else self.command
+        """The reading in one line, as summaries print it (the whole command is in the ledger)."""
+        who = f"study '{self.study}'" if self.study else self.program or self.command
         return (
             f"{self.time[:16].replace('T', ' ')} UTC by {who}: token macro-F1 {self.token_macro_f1:.4f}, "
             f"entity F1 {self.entity_f1:.4f} ({len(self.models)} model(s))"
@@ -68,19 +69,25 @@ class Reading:
 
 
 def record(
-    corpus: Corpus, models: Sequence[str], scores: Sequence[dict[str, Any]], study: str | None = None
+    program: str,
+    corpus: Corpus,
+    models: Sequence[str],
+    scores: Sequence[dict[str, Any]],
+    study: str | None = None,
 ) -> Reading:
-    """Append a reading of ``corpus``'s test split by ``models`` (with their ``scores``) to the ledger."""
+    """Append a reading of ``corpus``'s test split by ``models`` (with their ``scores``), made by
+    ``python -m program`` with this process's arguments, to the ledger."""
     reading = Reading(
         id=uuid.uuid4().hex,
         time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        command=shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        command=shlex.join(["python", "-m", program, *sys.argv[1:]]),
         corpus=str(corpus.directory),
         test_sha256=test_sha256(corpus),
         models=[str(m) for m in models],
         token_macro_f1=sum(s["token_macro_f1"] for s in scores) / len(scores),
         entity_f1=sum(s["entity_f1"] for s in scores) / len(scores),
         study=study,
+        program=program,
     )
     path = ledger_path()
     try:

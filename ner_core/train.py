@@ -424,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         out = save_model(args.out, result, result_metrics(result, corpus, test))
         if test is not None:
-            read = ledger.readings(ledger.record(corpus, [str(out)], [test]).test_sha256)
+            read = ledger.readings(ledger.record("ner_core.train", corpus, [str(out)], [test]).test_sha256)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -416,7 +416,11 @@ def main(argv: list[str] | None = None) -> int:
         singles = tested_once(chosen, corpus, bias, args.ensemble) if args.test else None
         if args.test:
             reading = ledger.record(
-                corpus, [r["kept_folder"] for r in chosen.runs], [r["test"] for r in chosen.runs], args.study_name
+                "study.best",
+                corpus,
+                [r["kept_folder"] for r in chosen.runs],
+                [r["test"] for r in chosen.runs],
+                args.study_name,
             )
             readings = keep_readings(study, readings, reading)
         readings_line = ledger.count_line(readings) if test_sha else ""
