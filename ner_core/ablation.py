@@ -1,0 +1,213 @@
+"""``python -m ner_core.ablation``: the study's fixed settings, each switched off, judged on dev alone.
+
+Dev is cut in two halves, A and B (``--split-seed``). Every arm trains one configuration under
+``--seeds``; half A does what dev does in a study (it picks the best epoch, or is added to the
+training text for the refit) and half B, which decided nothing, judges:
+
+- ``base``: the configuration as given;
+- ``no-embed-dropout``, ``no-bigrams``: the same with ``embed_dropout`` or ``bigram_dim`` set to 0;
+- ``refit``: trained on train + A for the whole schedule, the last weights kept, as study.best refits.
+
+Then, from the base arm's models: ensembles of each size (the mean over every subset of the seeds)
+and the entity bias chosen on A by each metric, judged on B against 0. A difference between two arms
+counts only beyond the larger of their standard deviations over the seeds (``verdict``). The test
+split is never read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import multiprocessing
+import random
+import statistics
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from .config import TrainConfig
+from .data import Corpus, load_corpus
+from .entity_bias import best_bias, dev_scores
+from .errors import UserError
+from .runtime import Runtime, add_runtime_arguments, runtime_from_args
+from .saving import load_model, save_model
+from .spread import KEYS, SplitScores, reusable
+from .train import fit, result_metrics
+
+ARMS = ("base", "no-embed-dropout", "no-bigrams", "refit")
+SWITCHED_OFF = {"no-embed-dropout": "embed_dropout", "no-bigrams": "bigram_dim"}
+
+
+def halves(corpus: Corpus, seed: int) -> tuple[Corpus, Corpus]:
+    """Two corpora whose dev splits are the halves A and B of dev, drawn at random by ``seed``."""
+    order = list(range(len(corpus.dev)))
+    random.Random(seed).shuffle(order)
+    cut = len(order) // 2
+    a, b = ([corpus.dev[i] for i in sorted(part)] for part in (order[:cut], order[cut:]))
+    return dataclasses.replace(corpus, dev=a), dataclasses.replace(corpus, dev=b)
+
+
+def arm_config(base: TrainConfig, arm: str) -> TrainConfig:
+    """The configuration an arm trains; UserError where the setting it switches off is off already."""
+    if arm not in SWITCHED_OFF:
+        return base
+    name = SWITCHED_OFF[arm]
+    if not getattr(base, name):
+        raise UserError(f"--arms {arm}: the configuration's {name} is 0 already; leave that arm out")
+    return base.replace(**{name: 0})
+
+
+def train_arm(config: TrainConfig, runtime: Runtime, half_a: Corpus, folder: Path, refit: bool) -> Path:
+    """One training: on train with half A picking the epoch, or (``refit``) on train + A, the whole
+    schedule, the last weights kept."""
+    data = half_a.with_dev_in_train() if refit else half_a
+    result = fit(config, data, runtime=runtime, keep_last=refit)
+    return save_model(folder, result, result_metrics(result, data))
+
+
+def train_arms(
+    jobs_list: list[tuple[TrainConfig, Path, bool]], runtime: Runtime, half_a: Corpus, jobs: int
+) -> None:
+    """Every training not already saved, ``jobs`` at a time."""
+    todo = [(c, f, r) for c, f, r in jobs_list if not reusable(f, c)]
+    if len(todo) < len(jobs_list):
+        print(f"reusing {len(jobs_list) - len(todo)} training(s) already saved", flush=True)
+    with tqdm(total=len(todo), desc="training", unit="model", disable=None) as bar:
+        if jobs == 1:
+            for config, folder, refit in todo:
+                train_arm(config, runtime, half_a, folder, refit)
+                bar.update()
+            return
+        # spawn: a forked child would inherit torch's thread pool in an unusable state
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(train_arm, c, runtime, half_a, f, r) for c, f, r in todo]
+            for future in futures:
+                future.result()
+                bar.update()
+
+
+def summarize(scores: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Mean and (sample) standard deviation of each score over the seeds."""
+    return {
+        k: {"mean": statistics.fmean(s[k] for s in scores), "std": statistics.stdev(s[k] for s in scores)}
+        for k in KEYS
+    }
+
+
+def verdict(on: dict[str, dict[str, float]], off: dict[str, dict[str, float]]) -> str:
+    """What a setting does, from the scores with it (``on``) and without (``off``): 'hurts' where it
+    is behind on either metric by more than the larger of the two standard deviations, 'helps' where
+    it is ahead on one by that much and behind on none, else 'level'."""
+    ahead = behind = False
+    for key in KEYS:
+        gap = on[key]["mean"] - off[key]["mean"]
+        noise = max(on[key]["std"], off[key]["std"])
+        ahead |= gap > noise
+        behind |= gap < -noise
+    return "hurts" if behind else "helps" if ahead else "level"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m ner_core.ablation",
+        description="Train one configuration under several seeds with each of the study's fixed settings "
+        "switched off (embedding dropout, bigrams) and as a refit, choosing on one half of dev and judging "
+        "on the other; then ensembles of each size and the entity bias, judged the same way. The test split "
+        "is never read.",
+        epilog="Example: python -m ner_core.ablation --config results/bilstm-crf/retrained/trial-46-seed-0/config.json "
+        "--data-dir data/chisiec --seeds 42 43 44 --jobs 2 --threads 1 --out results/ablation/chisiec",
+    )
+    parser.add_argument("--config", required=True, help="the configuration's JSON (a saved model's config.json)")
+    parser.add_argument("--data-dir", help="corpus folder (default: $NER_DATA_DIR, else data/chisiec)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44], help="seeds (default 42 43 44)")
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS), help="arms (default: all)")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the cut of dev into halves (default 0)")
+    parser.add_argument("--jobs", type=int, default=1, help="trainings at once (default 1; each with --threads)")
+    parser.add_argument("--out", default="results/ablation", help="folder for the models and ablation.json")
+    add_runtime_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.jobs < 1:
+            raise UserError(f"--jobs must be at least 1, got {args.jobs}")
+        if len(set(args.seeds)) < 2:
+            raise UserError("--seeds: give two or more different seeds (a spread needs them)")
+        if "base" not in args.arms:
+            raise UserError("--arms: the other arms are judged against base; include it")
+        config = TrainConfig.load(args.config)
+        configs = {arm: arm_config(config, arm) for arm in args.arms}
+        runtime = runtime_from_args(args)
+        corpus = load_corpus(args.data_dir)
+        half_a, half_b = halves(corpus, args.split_seed)
+        out = Path(args.out)
+        print(
+            f"{corpus.summary()}\ndev cut in halves: A {len(half_a.dev):,} sentences (chooses), "
+            f"B {len(half_b.dev):,} (judges); seeds {' '.join(map(str, args.seeds))}; on {runtime}",
+            flush=True,
+        )
+        folders = {(arm, s): out / arm / f"seed-{s}" for arm in args.arms for s in args.seeds}
+        planned = [(configs[a].replace(seed=s), f, a == "refit") for (a, s), f in folders.items()]
+        train_arms(planned, runtime, half_a, args.jobs)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    report: dict[str, Any] = {"args": vars(args), "config": config.to_dict(), "runtime": runtime.record()}
+    report["halves"] = {"A": len(half_a.dev), "B": len(half_b.dev)}
+    base_models = [load_model(folders["base", s], runtime) for s in args.seeds]
+    arms: dict[str, Any] = {}
+    for arm in args.arms:
+        models = base_models if arm == "base" else [load_model(folders[arm, s], runtime) for s in args.seeds]
+        judged = SplitScores(models, half_b.dev)
+        arms[arm] = summarize([judged.score((i,)) for i in range(len(models))])
+    report["arms"] = arms
+    print(f"\non half B, mean ± std over {len(args.seeds)} seeds; what the setting does, beyond the larger std")
+    print(f"{'arm':<17} {'token macro-F1':>16} {'entity F1':>16}  the setting")
+    report["verdicts"] = {}
+    for arm, s in arms.items():
+        row = "  ".join(f"{s[k]['mean']:.4f} ± {s[k]['std']:.4f}" for k in KEYS)
+        said = ""
+        if arm != "base":  # the refit is the setting switched on; the other arms switch one off
+            said = verdict(s, arms["base"]) if arm == "refit" else verdict(arms["base"], s)
+            report["verdicts"][arm] = said
+            said = f"{'refit' if arm == 'refit' else SWITCHED_OFF[arm]}: {said}"
+        print(f"{arm:<17} {row}  {said}", flush=True)
+
+    on_b = SplitScores(base_models, half_b.dev)
+    n = len(base_models)
+    sizes = []
+    for k in range(1, n + 1):
+        scored = [on_b.score(group) for group in itertools.combinations(range(n), k)]
+        sizes.append({"size": k, "groups": len(scored), **{key: statistics.fmean(s[key] for s in scored) for key in KEYS}})
+    report["ensembles"] = sizes
+    print("\nbase ensembles on half B, mean over every subset of the seeds")
+    for row in sizes:
+        print(f"size {row['size']} ({row['groups']} subsets): token macro-F1 {row['token_macro_f1']:.4f}  "
+              f"entity F1 {row['entity_f1']:.4f}")
+
+    together = n > 1
+    on_a, judged_b = dev_scores(base_models, half_a.dev, together), dev_scores(base_models, half_b.dev, together)
+    report["entity_bias"] = {}
+    print(f"\nentity bias, the ensemble of all {n}: chosen on half A by each metric, judged on half B")
+    for key in KEYS:
+        bias = best_bias(on_a, key)
+        at, zero = judged_b[bias], judged_b[0.0]
+        report["entity_bias"][key] = {"bias": bias, "at_bias": at, "at_0": zero}
+        print(f"by {key}: bias {bias:g}; B token macro-F1 {at['token_macro_f1']:.4f} (at 0: {zero['token_macro_f1']:.4f})"
+              f"  entity F1 {at['entity_f1']:.4f} (at 0: {zero['entity_f1']:.4f})", flush=True)
+    staging = out / ".ablation.json.tmp"  # then renamed: a reader never sees half a file
+    staging.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    staging.replace(out / "ablation.json")
+    print(f"\nwrote {out / 'ablation.json'}\nnext: docs/decisions.md says what each figure decides")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
