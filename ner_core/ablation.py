@@ -70,9 +70,7 @@ def train_arm(config: TrainConfig, runtime: Runtime, half_a: Corpus, folder: Pat
     return save_model(folder, result, result_metrics(result, data))
 
 
-def train_arms(
-    jobs_list: list[tuple[TrainConfig, Path, bool]], runtime: Runtime, half_a: Corpus, jobs: int
-) -> None:
+def train_arms(jobs_list: list[tuple[TrainConfig, Path, bool]], runtime: Runtime, half_a: Corpus, jobs: int) -> None:
     """Every training not already saved, ``jobs`` at a time."""
     todo = [(c, f, r) for c, f, r in jobs_list if not reusable(f, c)]
     if len(todo) < len(jobs_list):
@@ -94,8 +92,7 @@ def train_arms(
 def summarize(scores: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     """Mean and (sample) standard deviation of each score over the seeds."""
     return {
-        k: {"mean": statistics.fmean(s[k] for s in scores), "std": statistics.stdev(s[k] for s in scores)}
-        for k in KEYS
+        k: {"mean": statistics.fmean(s[k] for s in scores), "std": statistics.stdev(s[k] for s in scores)} for k in KEYS
     }
 
 
@@ -127,10 +124,51 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44], help="seeds (default 42 43 44)")
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS), help="arms (default: all)")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the cut of dev into halves (default 0)")
+    parser.add_argument(
+        "--folds", type=int, default=1, help="1: half A chooses, B judges; 2: and the other way round too (default 1)"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="trainings at once (default 1; each with --threads)")
     parser.add_argument("--out", default="results/ablation", help="folder for the models and ablation.json")
     add_runtime_arguments(parser)
     return parser.parse_args(argv)
+
+
+def fold_halves(corpus: Corpus, split_seed: int, fold: int) -> tuple[Corpus, Corpus]:
+    """Fold 0 chooses on half A and judges on B; fold 1 the other way round."""
+    a, b = halves(corpus, split_seed)
+    return (a, b) if fold == 0 else (b, a)
+
+
+def fold_folder(out: Path, fold: int) -> Path:
+    return out if fold == 0 else out / f"fold-{fold}"
+
+
+def judge_fold(
+    folders: dict[tuple[str, int], Path],
+    arms: list[str],
+    seeds: list[int],
+    half_a: Corpus,
+    half_b: Corpus,
+    runtime: Runtime,
+) -> dict[str, Any]:
+    """One fold's figures on its half B: each arm's score per seed, the base ensembles' scores per
+    size (mean over every subset of the seeds), and the entity bias chosen on A by each metric."""
+    base = [load_model(folders["base", s], runtime) for s in seeds]
+    runs = {}
+    for arm in arms:
+        models = base if arm == "base" else [load_model(folders[arm, s], runtime) for s in seeds]
+        judged = SplitScores(models, half_b.dev)
+        runs[arm] = [judged.score((i,)) for i in range(len(models))]
+    on_b = SplitScores(base, half_b.dev)
+    sizes = {
+        k: [on_b.score(group) for group in itertools.combinations(range(len(base)), k)] for k in range(1, len(base) + 1)
+    }
+    on_a, judged_b = dev_scores(base, half_a.dev, True), dev_scores(base, half_b.dev, True)
+    bias = {}
+    for key in KEYS:
+        chosen = best_bias(on_a, key)
+        bias[key] = {"bias": chosen, "at_bias": judged_b[chosen], "at_0": judged_b[0.0]}
+    return {"runs": runs, "sizes": sizes, "entity_bias": bias}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.jobs < 1:
             raise UserError(f"--jobs must be at least 1, got {args.jobs}")
+        if args.folds not in (1, 2):
+            raise UserError(f"--folds must be 1 or 2, got {args.folds}")
         if len(set(args.seeds)) < 2:
             raise UserError("--seeds: give two or more different seeds (a spread needs them)")
         if "base" not in args.arms:
@@ -149,59 +189,68 @@ def main(argv: list[str] | None = None) -> int:
         half_a, half_b = halves(corpus, args.split_seed)
         out = Path(args.out)
         print(
-            f"{corpus.summary()}\ndev cut in halves: A {len(half_a.dev):,} sentences (chooses), "
-            f"B {len(half_b.dev):,} (judges); seeds {' '.join(map(str, args.seeds))}; on {runtime}",
+            f"{corpus.summary()}\ndev cut in halves of {len(half_a.dev):,} and {len(half_b.dev):,} sentences, "
+            f"{args.folds} fold(s): one chooses, the other judges; seeds {' '.join(map(str, args.seeds))}; "
+            f"on {runtime}",
             flush=True,
         )
-        folders = {(arm, s): out / arm / f"seed-{s}" for arm in args.arms for s in args.seeds}
-        planned = [(configs[a].replace(seed=s), f, a == "refit") for (a, s), f in folders.items()]
-        train_arms(planned, runtime, half_a, args.jobs)
+        folders = {
+            (f, arm, s): fold_folder(out, f) / arm / f"seed-{s}"
+            for f in range(args.folds)
+            for arm in args.arms
+            for s in args.seeds
+        }
+        for f in range(args.folds):
+            planned = [(configs[a].replace(seed=s), d, a == "refit") for (g, a, s), d in folders.items() if g == f]
+            train_arms(planned, runtime, fold_halves(corpus, args.split_seed, f)[0], args.jobs)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    folds = []
+    for f in range(args.folds):
+        mine = {(a, s): d for (g, a, s), d in folders.items() if g == f}
+        folds.append(judge_fold(mine, args.arms, args.seeds, *fold_halves(corpus, args.split_seed, f), runtime))
     report: dict[str, Any] = {"args": vars(args), "config": config.to_dict(), "runtime": runtime.record()}
-    report["halves"] = {"A": len(half_a.dev), "B": len(half_b.dev)}
-    base_models = [load_model(folders["base", s], runtime) for s in args.seeds]
-    arms: dict[str, Any] = {}
-    for arm in args.arms:
-        models = base_models if arm == "base" else [load_model(folders[arm, s], runtime) for s in args.seeds]
-        judged = SplitScores(models, half_b.dev)
-        arms[arm] = summarize([judged.score((i,)) for i in range(len(models))])
+    report["halves"] = [len(half_a.dev), len(half_b.dev)]
+    report["folds"] = folds
+    n = len(args.seeds) * args.folds
+    arms = {arm: summarize([r for fold in folds for r in fold["runs"][arm]]) for arm in args.arms}
     report["arms"] = arms
-    print(f"\non half B, mean ± std over {len(args.seeds)} seeds; what the setting does, beyond the larger std")
+    print(
+        f"\non the judging half, mean ± std over {n} trainings ({args.folds} fold(s) x {len(args.seeds)} seeds); "
+        "what the setting does, beyond the larger std"
+    )
     print(f"{'arm':<17} {'token macro-F1':>16} {'entity F1':>16}  the setting")
     report["verdicts"] = {}
-    for arm, s in arms.items():
-        row = "  ".join(f"{s[k]['mean']:.4f} ± {s[k]['std']:.4f}" for k in KEYS)
+    for arm, sc in arms.items():
+        row = "  ".join(f"{sc[k]['mean']:.4f} ± {sc[k]['std']:.4f}" for k in KEYS)
         said = ""
         if arm != "base":  # the refit is the setting switched on; the other arms switch one off
-            said = verdict(s, arms["base"]) if arm == "refit" else verdict(arms["base"], s)
+            said = verdict(sc, arms["base"]) if arm == "refit" else verdict(arms["base"], sc)
             report["verdicts"][arm] = said
             said = f"{'refit' if arm == 'refit' else SWITCHED_OFF[arm]}: {said}"
         print(f"{arm:<17} {row}  {said}", flush=True)
 
-    on_b = SplitScores(base_models, half_b.dev)
-    n = len(base_models)
-    sizes = []
-    for k in range(1, n + 1):
-        scored = [on_b.score(group) for group in itertools.combinations(range(n), k)]
-        sizes.append({"size": k, "groups": len(scored), **{key: statistics.fmean(s[key] for s in scored) for key in KEYS}})
-    report["ensembles"] = sizes
-    print("\nbase ensembles on half B, mean over every subset of the seeds")
-    for row in sizes:
-        print(f"size {row['size']} ({row['groups']} subsets): token macro-F1 {row['token_macro_f1']:.4f}  "
-              f"entity F1 {row['entity_f1']:.4f}")
+    report["ensembles"] = []
+    print("\nbase ensembles on the judging half, mean over every subset of the seeds (and the folds)")
+    for k in range(1, len(args.seeds) + 1):
+        scored = [s for fold in folds for s in fold["sizes"][k]]
+        row = {"size": k, **{key: statistics.fmean(s[key] for s in scored) for key in KEYS}}
+        report["ensembles"].append(row)
+        print(f"size {k}: token macro-F1 {row['token_macro_f1']:.4f}  entity F1 {row['entity_f1']:.4f}")
 
-    together = n > 1
-    on_a, judged_b = dev_scores(base_models, half_a.dev, together), dev_scores(base_models, half_b.dev, together)
-    report["entity_bias"] = {}
-    print(f"\nentity bias, the ensemble of all {n}: chosen on half A by each metric, judged on half B")
-    for key in KEYS:
-        bias = best_bias(on_a, key)
-        at, zero = judged_b[bias], judged_b[0.0]
-        report["entity_bias"][key] = {"bias": bias, "at_bias": at, "at_0": zero}
-        print(f"by {key}: bias {bias:g}; B token macro-F1 {at['token_macro_f1']:.4f} (at 0: {zero['token_macro_f1']:.4f})"
-              f"  entity F1 {at['entity_f1']:.4f} (at 0: {zero['entity_f1']:.4f})", flush=True)
+    print(
+        f"\nentity bias, the ensemble of all {len(args.seeds)}: chosen on one half by each metric, judged on the other"
+    )
+    for f, fold in enumerate(folds):
+        for key, b in fold["entity_bias"].items():
+            at, zero = b["at_bias"], b["at_0"]
+            print(
+                f"fold {f}, by {key}: bias {b['bias']:g}; token macro-F1 {at['token_macro_f1']:.4f} "
+                f"(at 0: {zero['token_macro_f1']:.4f})  entity F1 {at['entity_f1']:.4f} "
+                f"(at 0: {zero['entity_f1']:.4f})",
+                flush=True,
+            )
     staging = out / ".ablation.json.tmp"  # then renamed: a reader never sees half a file
     staging.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     staging.replace(out / "ablation.json")
