@@ -85,9 +85,9 @@ def spread_table(summary: dict[str, Any], seeds: int) -> list[str]:
 
 
 def scored_models(split: str, refit: bool, ensemble: int = 1) -> str:
-    """Which models the scores are of, where the kept ones are refit on train + dev."""
+    """Which models the scores are of: the retrainings on train, or the refits on train + dev."""
     if not refit:
-        return ""
+        return ", of the retrainings on train"
     kept = f"ensembles of {ensemble} models refit on train + dev" if ensemble > 1 else "models refit on train + dev"
     if split == "test":
         return f", of the {kept}"

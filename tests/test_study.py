@@ -209,7 +209,7 @@ def test_best_retrains_tests_and_saves_a_loadable_model(workdir, capsys):
     storage = f"sqlite:///{workdir / 'study.db'}"
     torch.set_num_threads(2)  # the retraining must take the trials' thread count (1), not this one
     try:
-        args = ["--storage", storage, "--seeds", "2", "--ensemble", "1", "--entity-bias", "0", "--test", "--quiet"]
+        args = ["--storage", storage, "--seeds", "2", "--refit", "--ensemble", "1", "--test", "--quiet"]
         assert study_best.main(args) == 0
     finally:
         torch.set_num_threads(1)
@@ -281,7 +281,8 @@ def test_best_retrains_tests_and_saves_a_loadable_model(workdir, capsys):
 def test_best_ensemble_keeps_an_ensemble_of_refits_per_seed_and_scores_its_members(workdir, capsys):
     assert study_run.main(study_args(workdir, "--trials", "2", "--no-report")) == 0
     storage = f"sqlite:///{workdir / 'study.db'}"
-    args = ["--storage", storage, "--seeds", "2", "--ensemble", "2", "--jobs", "2", "--test", "--quiet"]
+    args = ["--storage", storage, "--seeds", "2", "--refit", "--ensemble", "2", "--jobs", "2", "--test", "--quiet"]
+    args += ["--entity-bias", "auto"]
     assert study_best.main(args) == 0
     out = workdir / "results" / "bilstm-crf"
     report = json.loads((out / "best.json").read_text())
@@ -295,7 +296,7 @@ def test_best_ensemble_keeps_an_ensemble_of_refits_per_seed_and_scores_its_membe
         assert len(run["member_tests"]) == 2 and 0 < run["test"]["entity_f1"] <= 1
     singles = [m["token_macro_f1"] for run in report["runs"] for m in run["member_tests"]]
     assert report["single_models"]["token_macro_f1"]["mean"] == pytest.approx(sum(singles) / 4)
-    # by default the kept models decode with the entity bias under which the retrainings (train alone)
+    # with auto the kept models decode with the entity bias under which the retrainings (train alone)
     # did best on dev
     scores = {float(b): s for b, s in report["dev_by_entity_bias"].items()}
     assert list(scores) == list(GRID) and report["entity_bias"] == best_bias(scores, "token_macro_f1")
@@ -329,16 +330,14 @@ def test_best_ensemble_keeps_an_ensemble_of_refits_per_seed_and_scores_its_membe
     assert "over 2 seeds, of the ensembles of 2 models refit on train + dev" in printed
     assert "the 4 single models, each on its own:" in printed
     assert "The 4 single models of the ensembles, each on its own: token macro f1" in (out / "report.md").read_text()
-    assert study_best.main(["--storage", storage, "--ensemble", "2", "--no-refit"]) == 2
-    assert capsys.readouterr().err == (
-        "error: --ensemble combines refits on train + dev; it cannot be used with --no-refit\n"
-    )
+    assert study_best.main(["--storage", storage, "--ensemble", "2"]) == 2  # no refit by default
+    assert capsys.readouterr().err == "error: --ensemble combines refits on train + dev; give --refit too\n"
 
 
 def test_best_time_budget_makes_the_ensembles_as_large_as_are_estimated_to_fit(workdir, capsys, monkeypatch):
     assert study_run.main(study_args(workdir, "--trials", "2", "--no-report")) == 0
     storage = f"sqlite:///{workdir / 'study.db'}"
-    args = ["--storage", storage, "--seeds", "1", "--quiet", "--jobs", "1"]
+    args = ["--storage", storage, "--seeds", "1", "--refit", "--quiet", "--jobs", "1"]
     # a budget no training fits: one refit per seed, said in one line
     assert study_best.main([*args, "--time-budget", "0.0001"]) == 0
     printed = capsys.readouterr().out
@@ -369,7 +368,8 @@ def test_best_within_a_budget_prefers_a_fast_near_equal_trial_whose_ensembles_fi
     monkeypatch.setattr(study_best, "run_times", lambda trial, *_: slow if trial.value == 0.99 else fast)
     # one retraining and 1 or 2 refits on one worker within 20 minutes: the slow trial fits one refit
     # (1100 s; two take 2100), the fast one two (300 s), which gain 0.01 (study.choice): 0.995 > 0.99
-    args = ["--storage", f"sqlite:///{workdir / 'study.db'}", "--seeds", "1", "--ensemble", "2", "--jobs", "1"]
+    args = ["--storage", f"sqlite:///{workdir / 'study.db'}", "--seeds", "1", "--refit", "--ensemble", "2"]
+    args += ["--jobs", "1"]
     assert study_best.main([*args, "--quiet", "--time-budget", "20"]) == 0
     printed = capsys.readouterr().out
     assert "--time-budget 20 min: trial 2 (dev 0.9850, ensembles of 2 fit) chosen over trial 1 (dev 0.9900, " in printed
@@ -386,7 +386,10 @@ def test_best_chooses_among_the_top_trials_by_mean_dev_and_tests_only_the_chosen
     assert study_run.main(without(args, "--warmup-epochs")) == 0
     storage = f"sqlite:///{workdir / 'study.db'}"
     assert (
-        study_best.main(["--storage", storage, "--top", "2", "--seeds", "2", "--jobs", "2", "--test", "--quiet"]) == 0
+        study_best.main(
+            ["--storage", storage, "--top", "2", "--seeds", "2", "--refit", "--jobs", "2", "--test", "--quiet"]
+        )
+        == 0
     )
     report = json.loads((workdir / "results" / "bilstm-crf" / "best.json").read_text())
     ranked = sorted(load(workdir).get_trials(states=(TrialState.COMPLETE,)), key=lambda t: -t.value)[:2]
@@ -724,7 +727,7 @@ def test_a_study_keeps_its_vectors_and_best_retrains_and_refits_with_them(workdi
     kept = load(workdir).user_attrs["embeddings"]
     assert kept["path"] == str(vectors) and len(kept["sha256"]) == 64
     storage = f"sqlite:///{workdir / 'study.db'}"
-    best = ["--storage", storage, "--seeds", "1", "--ensemble", "1", "--entity-bias", "0", "--quiet", "--jobs", "1"]
+    best = ["--storage", storage, "--seeds", "1", "--refit", "--ensemble", "1", "--quiet", "--jobs", "1"]
     assert study_best.main(best) == 0
     report = json.loads((workdir / "results" / "bilstm-crf" / "best.json").read_text())
     for folder in (report["runs"][0]["folder"], report["runs"][0]["kept_folder"]):  # retraining, refit
