@@ -24,12 +24,16 @@ STORAGE_ARG := $(if $(STORAGE),--storage $(STORAGE),)
 # search), so a fast machine spends the whole budget searching (docs/results.md, Every run).
 TRIALS ?= 200
 # Seconds after which `make study` ends: no trial starts after it, and trials still running stop at
-# their next epoch end (kept as pruned; the same command resumes). 75 minutes and `make best`'s 38
-# (BEST_MINUTES) leave about 5 of 2 hours for best's estimate to be short on 2 cores, on any CPU
-# (docs/decisions.md, The time budgets). Empty: no limit.
+# their next epoch end (kept as pruned; the same command resumes). 75 minutes and `make best
+# REFIT=1`'s 38 (BEST_MINUTES) leave about 5 of 2 hours for best's estimate to be short on 2 cores, on
+# any CPU (docs/decisions.md, The time budgets). Empty: no limit.
 STUDY_TIMEOUT ?= 4500
-# Minutes `make best` may take: its ensembles are as large (at most 10 refits) as are estimated to
-# fit, from the study's timing of each shape, and a near-best trial fast enough for larger ensembles
+# REFIT=1: make best also refits the chosen configuration on train + dev, as ensembles of up to 10
+# (--refit --ensemble 10, the earlier default), and tests those instead of the retrainings (off by
+# default: docs/decisions.md, The refit).
+REFIT ?=
+# Minutes `make best REFIT=1` may take: its ensembles are as large (at most 10 refits) as are estimated
+# to fit, from the study's timing of each shape, and a near-best trial fast enough for larger ensembles
 # may be kept (docs/guide.md, Within a time budget; docs/guide.md, Which trial, within a time budget).
 # 38 is study.best's own default; empty: no limit, always 10.
 BEST_MINUTES ?= 38
@@ -79,10 +83,10 @@ demo: install data
 	$(PY) -m study.run --study-name $(or $(STUDY),demo) --trials 6 --max-epochs 3 --hidden-sizes 32 64 --layers-range 1 1 \
 		--batch-sizes 32 64 --seeds-per-trial 1 --startup-trials 3 --warmup-epochs 2 --data-dir $(CORPUS) $(STORAGE_ARG)
 
-# Retrain the best configuration under 3 seeds, refit it on train + dev (an ensemble per seed), score the test split once per model,
-# one training per core at a time.
+# Retrain the best configuration under 3 seeds and score the test split once per model, one training
+# per core at a time (REFIT=1: refit ensembles on train + dev, tested instead).
 best: install
-	$(PY) -m study.best --test $(if $(RETEST),--retest,) $(DATA_ARG) $(STUDY_ARG) $(STORAGE_ARG) --time-budget $(or $(BEST_MINUTES),none)
+	$(PY) -m study.best --test $(if $(RETEST),--retest,) $(if $(REFIT),--refit --ensemble 10,) $(DATA_ARG) $(STUDY_ARG) $(STORAGE_ARG) --time-budget $(or $(BEST_MINUTES),none)
 
 # Watch the studies live at http://127.0.0.1:8080 (SQLite, PostgreSQL or journal file alike).
 dashboard: install
