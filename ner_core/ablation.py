@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import json
 import multiprocessing
 import random
 import statistics
@@ -35,7 +34,7 @@ from .data import Corpus, load_corpus
 from .entity_bias import best_bias, dev_scores
 from .errors import UserError
 from .runtime import Runtime, add_runtime_arguments, runtime_from_args
-from .saving import load_model, save_model
+from .saving import load_model, save_model, write_report
 from .spread import KEYS, SplitScores, reusable
 from .train import fit, result_metrics
 
@@ -251,9 +250,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"(at 0: {zero['entity_f1']:.4f})",
                 flush=True,
             )
-    staging = out / ".ablation.json.tmp"  # then renamed: a reader never sees half a file
-    staging.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    staging.replace(out / "ablation.json")
+    write_report(out / "ablation.json", report)
     print(f"\nwrote {out / 'ablation.json'}\nnext: docs/decisions.md says what each figure decides")
     return 0
 

@@ -27,6 +27,14 @@ FILES = ("model.pt", "config.json", "vocab.json", "tags.json", "metrics.json")
 BIGRAMS = "bigrams.json"  # only in a model with --bigram-dim
 
 
+def write_report(path: Path, report: dict[str, Any]) -> Path:
+    """Write a JSON report whole, then rename it into place: a reader never sees half a file."""
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    staging.replace(path)
+    return path
+
+
 def save_model(directory: str | Path, result: Any, metrics: dict[str, Any]) -> Path:
     """Write a TrainResult's best model into ``directory`` (replacing it whole, never half-written)."""
     return _write_model(Path(directory), result.model, result.config, result.vocab, result.tagset, metrics)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import multiprocessing
 import random
 import statistics
@@ -37,7 +36,7 @@ from .errors import UserError
 from .metrics import entity_scores, token_scores
 from .model import entity_biased, mean_paths
 from .runtime import Runtime, add_runtime_arguments, runtime_from_args
-from .saving import SavedModel, load_model, save_model
+from .saving import SavedModel, load_model, save_model, write_report
 from .train import EVAL_BATCH_CHARS, EVAL_BATCH_SIZE, fit, result_metrics
 
 KEYS = ("token_macro_f1", "entity_f1")
@@ -255,9 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{e['ensemble_std']:>8.4f} {e['std_of_three_mean']:>8.4f}",
                 flush=True,
             )
-    staging = out / ".spread.json.tmp"  # then renamed: a reader never sees half a file
-    staging.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    staging.replace(out / "spread.json")
+    write_report(out / "spread.json", report)
     print(
         f"\nwrote {out}/spread.json; the members are in {out}/members (a rerun with more --members reuses them)"
         f"\nnext: python -m ner_core.ensemble --out {out}/ensemble "
