@@ -14,9 +14,11 @@ environment (see ``Heartbeat``).
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import random
 import sqlite3
+import sys
 import time
 import warnings
 from collections.abc import Mapping
@@ -178,7 +180,43 @@ def _prepare_postgres(url: str) -> str:
     return engine_url(url)
 
 
+class InterruptedCursorClose(logging.Filter):
+    """Drops SQLAlchemy's "Error closing cursor" report (a traceback) where Ctrl-C interrupted the query:
+    the command then says in one line that it was interrupted and how to resume."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        while error is not None:
+            if isinstance(error, KeyboardInterrupt):
+                return False
+            error = error.__cause__ or error.__context__
+        return True
+
+
+class _Stderr(logging.StreamHandler):
+    """Warnings and errors to sys.stderr as it is when each comes, as logging's last resort writes."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self, logging.WARNING)
+
+    @property
+    def stream(self) -> Any:  # type: ignore[override]
+        return sys.stderr
+
+
+def _quiet_interrupted_queries() -> None:
+    """Once per process: SQLAlchemy's warnings and errors go to stderr as logging's last resort would
+    print them, less those of an interrupted query."""
+    logger = logging.getLogger("sqlalchemy")
+    if any(isinstance(f, InterruptedCursorClose) for h in logger.handlers for f in h.filters):
+        return
+    handler = _Stderr()
+    handler.addFilter(InterruptedCursorClose())
+    logger.addHandler(handler)
+
+
 def _rdb(url: str, engine_kwargs: dict[str, Any], heartbeat: Heartbeat | bool, given: str) -> RDBStorage:
+    _quiet_interrupted_queries()
     beats: dict[str, Any] = {}
     if isinstance(heartbeat, Heartbeat):
         beats = {

@@ -9,9 +9,11 @@ and all of them skip with the reason when the server cannot be reached. ``pytest
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -411,3 +413,26 @@ def test_journal_file_runs_a_study(tmp_path, spawn):
     finish_all([spawn(url, 2, *TINY)])
     assert (tmp_path / "journal" / "study.log").is_file()
     assert states(open_storage(url)) == {"COMPLETE": 2}
+
+
+def test_an_interrupted_querys_cursor_error_is_not_printed_but_other_errors_are(tmp_path, capsys):
+    open_storage(f"sqlite:///{tmp_path}/study.db")
+    pool_logger = logging.getLogger("sqlalchemy.pool.impl.QueuePool")
+
+    def report(during: BaseException) -> None:
+        try:
+            try:
+                raise during
+            except BaseException:
+                raise sqlite3.ProgrammingError("Cannot operate on a closed database.")  # noqa: B904
+        except sqlite3.ProgrammingError:
+            pool_logger.error("Error closing cursor", exc_info=True)
+
+    report(KeyboardInterrupt())  # Ctrl-C during a query: the one-line "interrupted" says it all
+    assert capsys.readouterr().err == ""
+    report(OSError("disk full"))  # anything else is still reported, with its traceback
+    err = capsys.readouterr().err
+    assert err.startswith("Error closing cursor\nTraceback") and "disk full" in err
+    open_storage(f"sqlite:///{tmp_path}/other.db")  # a second storage adds no second handler
+    report(OSError("disk full"))
+    assert capsys.readouterr().err.count("Error closing cursor") == 1
