@@ -15,3 +15,13 @@ class TrainingError(Exception):
 
 class NonFiniteLossError(TrainingError):
     """The training loss became NaN or infinite."""
+
+
+def caused_by_interrupt(error: BaseException | None) -> bool:
+    """Whether Ctrl-C (KeyboardInterrupt) is ``error`` or in its chain: an interrupt that lands while
+    a file or a query is being written often surfaces as the error of the write it cut short."""
+    while error is not None:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        error = error.__cause__ or error.__context__
+    return False

@@ -33,7 +33,7 @@ import sqlalchemy.exc
 from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
 
-from ner_core.errors import UserError
+from ner_core.errors import UserError, caused_by_interrupt
 
 from .stale import StaleTrialStorage
 from .urls import DEFAULT_URL, describe
@@ -185,12 +185,7 @@ class InterruptedCursorClose(logging.Filter):
     the command then says in one line that it was interrupted and how to resume."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        while error is not None:
-            if isinstance(error, KeyboardInterrupt):
-                return False
-            error = error.__cause__ or error.__context__
-        return True
+        return not caused_by_interrupt(record.exc_info[1] if record.exc_info else None)
 
 
 class _Stderr(logging.StreamHandler):

@@ -21,9 +21,9 @@ import optuna
 
 from ner_core.config import TrainConfig, add_config_arguments, config_from_args
 from ner_core.data import Corpus
-from ner_core.errors import UserError
+from ner_core.errors import UserError, caused_by_interrupt
 from ner_core.runtime import Runtime, add_runtime_arguments, decide_runtime, fallback
-from storage import DEFAULT_URL, ENV_STORAGE, choose_storage, open_storage
+from storage import DEFAULT_URL, ENV_STORAGE, StorageURL, choose_storage, open_storage
 
 from .budget import check_timeout
 from .checkpoints import TrialCheckpoints, retried
@@ -366,6 +366,12 @@ def without_storage(argv: list[str]) -> list[str]:
     return out
 
 
+def interrupted(where: StorageURL) -> int:
+    """Ctrl-C: say in one line where the finished trials are and how to go on; exit status 130."""
+    print(f"\ninterrupted: finished trials are kept in {where}; run the same command to resume", file=sys.stderr)
+    return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -420,11 +426,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(
-            f"\ninterrupted: finished trials are kept in {where}; run the same command to resume",
-            file=sys.stderr,
-        )
-        return 130
+        return interrupted(where)
+    except Exception as err:
+        if not caused_by_interrupt(err):
+            raise
+        return interrupted(where)  # Ctrl-C cut a checkpoint or a query short, which raised its own error
     print(summary(study, where, time.perf_counter() - started, args.trials))
     return 0
 

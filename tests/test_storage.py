@@ -436,3 +436,21 @@ def test_an_interrupted_querys_cursor_error_is_not_printed_but_other_errors_are(
     open_storage(f"sqlite:///{tmp_path}/other.db")  # a second storage adds no second handler
     report(OSError("disk full"))
     assert capsys.readouterr().err.count("Error closing cursor") == 1
+
+
+def test_an_error_raised_while_ctrl_c_unwinds_counts_as_the_interrupt():
+    from ner_core.errors import caused_by_interrupt
+
+    def write_cut_short(during: BaseException) -> RuntimeError:
+        try:
+            try:
+                raise during
+            except BaseException:
+                raise RuntimeError("unexpected pos 118464 vs 118384")  # noqa: B904 (torch.save's zip writer)
+        except RuntimeError as err:
+            return err
+
+    assert caused_by_interrupt(write_cut_short(KeyboardInterrupt()))
+    assert caused_by_interrupt(KeyboardInterrupt())
+    assert not caused_by_interrupt(write_cut_short(OSError("disk full")))
+    assert not caused_by_interrupt(None)

@@ -842,3 +842,18 @@ def test_best_takes_one_job_per_core_and_a_time_budget_by_default(workdir, monke
     assert study_best.parser().parse_args(["--time-budget", "none", "--jobs", "3"]).time_budget is None
     with pytest.raises(SystemExit):
         study_best.parser().parse_args(["--jobs", "many"])
+
+
+def test_ctrl_c_that_cuts_a_write_short_is_still_a_one_line_interrupt(workdir, capsys, monkeypatch):
+    def cut_short(*_args, **_kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos")  # noqa: B904
+
+    monkeypatch.setattr(study_run, "run_trials", cut_short)
+    assert study_run.main(study_args(workdir, "--trials", "1", "--no-report")) == 130
+    assert capsys.readouterr().err.strip().startswith("interrupted: finished trials are kept in ")
+    monkeypatch.setattr(study_run, "run_trials", lambda *_a, **_k: (_ for _ in ()).throw(RuntimeError("other")))
+    with pytest.raises(RuntimeError, match="other"):  # any other error is not taken for an interrupt
+        study_run.main(study_args(workdir, "--trials", "1", "--no-report"))
