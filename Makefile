@@ -81,7 +81,7 @@ study: install data
 # A quick look, a few minutes on 2 cores: small models, few epochs, its own study name.
 demo: install data
 	$(PY) -m study.run --study-name $(or $(STUDY),demo) --trials 6 --max-epochs 3 --hidden-sizes 32 64 --layers-range 1 1 \
-		--batch-sizes 32 64 --seeds-per-trial 1 --startup-trials 3 --warmup-epochs 2 --data-dir $(CORPUS) $(STORAGE_ARG)
+		--batch-sizes 32 64 --startup-trials 3 --warmup-epochs 2 --data-dir $(CORPUS) $(STORAGE_ARG)
 
 # Retrain the best configuration under 3 seeds and score the test split once per model, one training
 # per core at a time (REFIT=1: refit ensembles on train + dev, tested instead).

@@ -3,8 +3,8 @@
 A budget sized for one corpus can be hopeless on another: an epoch's time grows with the training
 characters (CCLUE has 5.3 times CHisIEC's). So before a new study searches under a time limit, a
 short timed training at the fastest shape of its space gives the least an epoch can take here, and
-a budget in which not even the startup trials (TPE's random draws, and the trials median pruning
-waits for) could finish is refused in one line, before anything is trained for nothing.
+a budget in which not even the startup trials (TPE's random draws) could finish is refused in one
+line, before anything is trained for nothing.
 """
 
 from __future__ import annotations
@@ -57,13 +57,19 @@ def fastest_speed(settings: StudySettings, corpus: Corpus, runtime: Runtime) -> 
     return history[-1].tokens / history[-1].train_seconds
 
 
-def epochs_per_startup_trial(settings: StudySettings) -> int:
-    """The fewest epochs one startup trial trains: Hyperband may stop it after its warm-up epochs (the
-    first seed only); median pruning waits for the startup trials to finish, and without pruning every
-    trial finishes, each seed at least patience + 1 epochs (early stopping's earliest)."""
+def startup_epochs(settings: StudySettings, left: int, finished: int) -> int:
+    """The fewest epochs the ``left`` startup trials still to run train in all. A trial the pruner may
+    stop trains its warm-up epochs (at least 1, the first seed only); one it may not (those median
+    pruning waits for, or every trial without a pruner) trains each seed to early stopping's earliest,
+    patience + 1 epochs."""
+    whole = min(settings.base.max_epochs, settings.base.patience + 1) * settings.seeds_per_trial
     if settings.pruner == "hyperband":
-        return max(1, settings.warmup_epochs)
-    return min(settings.base.max_epochs, settings.base.patience + 1) * settings.seeds_per_trial
+        unpruned = 0
+    elif settings.pruner == "median":
+        unpruned = min(left, max(0, settings.pruner_startup_trials - finished))
+    else:
+        unpruned = left
+    return unpruned * whole + (left - unpruned) * max(1, settings.warmup_epochs)
 
 
 def check_timeout(
@@ -76,12 +82,12 @@ def check_timeout(
         return
     train_chars = sum(map(len, corpus.train))
     epoch = train_chars / fastest_speed(settings, corpus, runtime)
-    epochs = epochs_per_startup_trial(settings)
-    least = math.ceil(left / workers) * epochs * epoch
+    epochs = startup_epochs(settings, left, finished)
+    least = math.ceil(epochs / workers) * epoch
     if timeout < least:
         raise UserError(
             f"--timeout {timeout:g}: not even the {left} startup trial(s) can finish in it: an epoch of this "
             f"corpus ({train_chars:,} training characters) takes at least {epoch:.1f} s here (the space's fastest "
-            f"shape, measured), each startup trial {epochs} epoch(s), {workers} at a time; give --timeout "
+            f"shape, measured), and they train {epochs} epoch(s) at least, {workers} at a time; give --timeout "
             f"{math.ceil(least):d} or more"
         )

@@ -51,13 +51,10 @@ Arm = Callable[[Pool, list[int]], dict[str, float]]  # a search over a draw of c
 DEFAULTS = StudySettings(STUDY_BASE, SearchSpace(), data_dir="")
 RETRAINING = 2  # the seed that stands for study.best's retraining
 # (start-up trials, warm-up epochs, interval, minimum trials); the first is MedianPruner as study.run makes it
+CURRENT_PRUNER = (DEFAULTS.pruner_startup_trials, DEFAULTS.warmup_epochs, 1, 1)
 PRUNER_GRID = [
-    (DEFAULTS.startup_trials, DEFAULTS.warmup_epochs, 1, 1),
-    *(
-        (s, w, i, m)
-        for s, w, i, m in itertools.product((2, 5, 10), (1, 3, 5), (1, 2), (1, 5))
-        if (s, w, i, m) != (5, 3, 1, 1)
-    ),
+    CURRENT_PRUNER,
+    *(s for s in itertools.product((2, 5, 10), (1, 3, 5), (1, 2), (1, 5)) if s != CURRENT_PRUNER),
 ]
 
 

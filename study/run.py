@@ -38,6 +38,7 @@ from .stored import (
     CREATED_MARK,
     DEFAULT_STUDY,
     FINISHED,
+    HYPERBAND_WARMUP_EPOCHS,
     STUDY_BASE,
     UID,
     StudySettings,
@@ -124,8 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--startup-trials",
         type=int,
-        help="trials the search learns from before it acts: TPE's random start-up draws, and the finished "
-        f"trials before median pruning starts (default {DEFAULTS.startup_trials})",
+        help=f"TPE's random start-up draws, before it models the trials (default {DEFAULTS.startup_trials})",
+    )
+    run.add_argument(
+        "--pruner-startup-trials",
+        type=int,
+        help=f"median pruner: finished trials it waits for before it prunes (default {DEFAULTS.pruner_startup_trials})",
     )
     run.add_argument(
         "--warmup-epochs",
@@ -194,6 +199,7 @@ def check_args(args: argparse.Namespace) -> None:
         ("trials", 1),
         ("workers", 1),
         ("startup_trials", 0),
+        ("pruner_startup_trials", 0),
         ("warmup_epochs", 0),
         ("seeds_per_trial", 1),
         ("warm_start_top", 1),
@@ -204,12 +210,22 @@ def check_args(args: argparse.Namespace) -> None:
     if args.timeout is not None and args.timeout <= 0:
         raise UserError(f"--timeout must be positive, got {args.timeout}")
     pruner = args.pruner or DEFAULTS.pruner
-    if args.startup_trials is not None and pruner != "median" and (args.sampler or DEFAULTS.sampler) != "tpe":
-        raise UserError("--startup-trials applies to --sampler tpe and --pruner median only")
+    if args.startup_trials is not None and (args.sampler or DEFAULTS.sampler) != "tpe":
+        raise UserError("--startup-trials applies to --sampler tpe only")
+    if args.pruner_startup_trials is not None and pruner != "median":
+        raise UserError("--pruner-startup-trials applies to --pruner median only")
     if args.warmup_epochs is not None and pruner == "none":
         raise UserError("--warmup-epochs applies to --pruner median and hyperband only")
     if not args.warm_start and (args.warm_start_storage or args.warm_start_top is not None):
         raise UserError("--warm-start-storage and --warm-start-top apply with --warm-start STUDY only")
+
+
+def warmup_epochs(args: argparse.Namespace) -> int:
+    """--warmup-epochs, else its default for the pruner: Hyperband's brackets start where they were
+    benchmarked, median pruning judges from the epoch the replayed searches chose."""
+    if args.warmup_epochs is not None:
+        return args.warmup_epochs
+    return HYPERBAND_WARMUP_EPOCHS if args.pruner == "hyperband" else DEFAULTS.warmup_epochs
 
 
 def settings_from_args(args: argparse.Namespace, data_dir: str, cuda: bool) -> StudySettings:
@@ -232,7 +248,10 @@ def settings_from_args(args: argparse.Namespace, data_dir: str, cuda: bool) -> S
         sampler=args.sampler or DEFAULTS.sampler,
         pruner=args.pruner or DEFAULTS.pruner,
         startup_trials=DEFAULTS.startup_trials if args.startup_trials is None else args.startup_trials,
-        warmup_epochs=DEFAULTS.warmup_epochs if args.warmup_epochs is None else args.warmup_epochs,
+        pruner_startup_trials=(
+            DEFAULTS.pruner_startup_trials if args.pruner_startup_trials is None else args.pruner_startup_trials
+        ),
+        warmup_epochs=warmup_epochs(args),
         seeds_per_trial=args.seeds_per_trial or DEFAULTS.seeds_per_trial,
     )
     if args.baseline and (outside := space.outside(TrainConfig())):
@@ -255,7 +274,8 @@ def ignored(args: argparse.Namespace, asked: StudySettings, kept: StudySettings)
         ):
             values = asked.space.ranges.get(p.name)
             out.append(f"{p.flag} {' '.join(f'{v:g}' for v in values)}" if values else f"--search without {p.name}")
-    for name in ("metric", "sampler", "pruner", "startup_trials", "warmup_epochs", "seeds_per_trial"):
+    settings = ("metric", "sampler", "pruner", "startup_trials", "pruner_startup_trials", "warmup_epochs")
+    for name in (*settings, "seeds_per_trial"):
         if getattr(args, name) is not None and getattr(asked, name) != getattr(kept, name):
             out.append(f"--{name.replace('_', '-')} {getattr(args, name)}")
     for name, value in asked.base.to_dict().items():

@@ -17,7 +17,7 @@ SAMPLERS = {
 # median: stop a trial below the median of earlier trials at the same epoch, after the warm-up;
 # hyperband: successive halving over epochs, from the warm-up to max_epochs; none: never prune.
 PRUNERS = {
-    "median": lambda s: optuna.pruners.MedianPruner(n_startup_trials=s.startup_trials, n_warmup_steps=s.warmup_epochs),
+    "median": lambda s: optuna.pruners.MedianPruner(s.pruner_startup_trials, s.warmup_epochs),
     "hyperband": lambda s: optuna.pruners.HyperbandPruner(max(1, s.warmup_epochs), s.base.max_epochs),
     "none": lambda s: optuna.pruners.NopPruner(),
 }

@@ -7,10 +7,10 @@ import pytest
 from ner_core.data import EncodedSplit, load_corpus
 from ner_core.train import evaluate, fit
 from study import pool as pooling
-from study import replay
+from study import replay, search
 from study.pool import Training
 from study.space import SearchSpace
-from study.stored import STUDY_BASE
+from study.stored import STUDY_BASE, StudySettings
 
 # A space of small shapes: the pool trains in seconds on the test corpus.
 SMALL = {"lr": (1e-3, 1e-2), "hidden_size": (8, 16), "num_layers": (1, 1), "dropout": (0.0, 0.3), "batch_size": (32,)}
@@ -81,7 +81,10 @@ def test_the_pruner_rule_takes_the_fastest_of_the_settings_near_the_best_and_the
 
 
 def test_the_grid_starts_with_the_study_s_own_pruner_settings():
-    assert replay.PRUNER_GRID[0] == (5, 3, 1, 1) and len(set(replay.PRUNER_GRID)) == len(replay.PRUNER_GRID)
+    made = search.make_pruner(StudySettings(STUDY_BASE, SearchSpace(), ""))
+    current = (made._n_startup_trials, made._n_warmup_steps, made._interval_steps, made._n_min_trials)
+    assert replay.PRUNER_GRID[0] == current == (2, 1, 1, 1)
+    assert len(set(replay.PRUNER_GRID)) == len(replay.PRUNER_GRID) == 36 and (5, 3, 1, 1) in replay.PRUNER_GRID
 
 
 def test_replay_trains_the_pool_on_half_a_judges_on_half_b_and_resumes(corpus_dir, tmp_path, capsys, monkeypatch):
@@ -95,8 +98,8 @@ def test_replay_trains_the_pool_on_half_a_judges_on_half_b_and_resumes(corpus_di
     assert len(report["configs"]) == 8 and set(report["configs"][0]) == set(SMALL)
     assert report["seeds_per_trial"]["of"] == "2 seeds" and set(report["top"]) == {"1", "2"}
     assert report["pruner"]["2"]["settings"][0]["setting"] == {
-        "startup_trials": 5,
-        "warmup_epochs": 3,
+        "startup_trials": 2,
+        "warmup_epochs": 1,
         "interval": 1,
         "min_trials": 1,
     }

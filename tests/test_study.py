@@ -24,7 +24,7 @@ from storage import choose_storage
 from study import best as study_best
 from study import objective as study_objective
 from study import run as study_run
-from study import space
+from study import search, space
 from study.stored import StudySettings
 from study.summary import summary, trial_line
 from study.timing import RunTimes
@@ -220,11 +220,11 @@ def test_best_retrains_tests_and_saves_a_loadable_model(workdir, capsys):
     assert 0 < report["summary"]["entity_f1"]["mean"] <= 1 and report["summary"]["entity_f1"]["std"] >= 0
     assert set(report["summary"]["per_type"]) == {"LOC", "PER"}
     study = load(workdir)
-    # seeds 42 and 43 retrain exactly what the search trained (two seeds per trial by default)
-    assert study.user_attrs["search"]["seeds_per_trial"] == 2
+    # seed 42 retrains exactly what the search trained (one seed per trial by default)
+    assert study.user_attrs["search"]["seeds_per_trial"] == 1
     dev = [run["dev"]["token_macro_f1"] for run in report["runs"]]
-    assert dev == pytest.approx(study.best_trial.user_attrs["dev_per_seed"], abs=1e-6)
-    assert sum(dev) / 2 == pytest.approx(study.best_value)
+    assert "dev_per_seed" not in study.best_trial.user_attrs  # one seed: its value is that run's
+    assert dev[0] == pytest.approx(study.best_value, abs=1e-6) and dev[1] != dev[0]
     assert "| entity f1 |" in (out / "report.md").read_text()
     # where the seeds' token macro-F1 spread comes from, tag by tag, in best.json and report.md
     shares = report["summary"]["token_spread_by_tag"]
@@ -418,8 +418,12 @@ def test_best_chooses_among_the_top_trials_by_mean_dev_and_tests_only_the_chosen
         (["--startup-trials", "-1"], "--startup-trials must be at least 0, got -1"),
         (["--seeds-per-trial", "0"], "--seeds-per-trial must be at least 1, got 0"),
         (
-            ["--sampler", "random", "--pruner", "hyperband", "--startup-trials", "0"],
-            "--startup-trials applies to --sampler tpe and --pruner median only",
+            ["--sampler", "random", "--startup-trials", "0"],
+            "--startup-trials applies to --sampler tpe only",
+        ),
+        (
+            ["--pruner", "hyperband", "--pruner-startup-trials", "0"],
+            "--pruner-startup-trials applies to --pruner median only",
         ),
         (["--hidden-size", "8"], "--hidden-size: hidden_size is searched (range --hidden-sizes)"),
         (["--embed-dims", "8", "16"], "--embed-dims is given but embed_dim is not searched; add it to --search"),
@@ -455,6 +459,24 @@ def test_resuming_without_data_dir_uses_the_studys_own_corpus(workdir, capsys):
     assert "error" not in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "given, warmup",
+    [
+        ([], 1),
+        (["--pruner", "hyperband"], study_run.HYPERBAND_WARMUP_EPOCHS),
+        (["--pruner", "hyperband", "--warmup-epochs", "2"], 2),
+    ],
+)
+def test_the_warm_up_defaults_to_the_median_pruner_s_and_hyperband_keeps_its_own(given, warmup):
+    settings = study_run.settings_from_args(study_run.build_parser().parse_args(given), "corpus", False)
+    assert settings.warmup_epochs == warmup and study_run.HYPERBAND_WARMUP_EPOCHS == 3
+    pruner = search.make_pruner(settings)
+    if isinstance(pruner, optuna.pruners.MedianPruner):
+        assert (pruner._n_startup_trials, pruner._n_warmup_steps) == (2, 1)  # docs/decisions.md, The pruner
+    else:
+        assert pruner._min_resource == warmup
+
+
 def test_the_pruner_is_stored_and_a_resume_with_another_says_so_once(workdir, capsys):
     args = without(study_args(workdir, "--trials", "3", "--no-report"), "--startup-trials", "--pruner")
     assert study_run.main(args) == 0  # the default pruner: median
@@ -463,8 +485,9 @@ def test_the_pruner_is_stored_and_a_resume_with_another_says_so_once(workdir, ca
         "sampler": "tpe",
         "pruner": "median",
         "startup_trials": 5,
+        "pruner_startup_trials": 2,
         "warmup_epochs": 1,
-        "seeds_per_trial": 2,
+        "seeds_per_trial": 1,
     }
     assert study.metric_names == ["dev token macro-F1"]  # the dashboard's name for the objective
     assert len(study.user_attrs["uid"]) == 32  # its checkpoints' folder, apart from a namesake's elsewhere
@@ -484,8 +507,8 @@ def test_the_pruner_is_stored_and_a_resume_with_another_says_so_once(workdir, ca
 
 
 def test_a_study_stored_before_seeds_per_trial_keeps_one_seed_per_trial():
-    attrs = StudySettings(TrainConfig(), space.SearchSpace.default(), "corpus").to_attrs()
-    assert attrs["search"]["seeds_per_trial"] == 2  # the default for new studies
+    attrs = StudySettings(TrainConfig(), space.SearchSpace.default(), "corpus", seeds_per_trial=2).to_attrs()
+    assert StudySettings.from_attrs(attrs, "new").seeds_per_trial == 2
     del attrs["search"]["seeds_per_trial"]
     assert StudySettings.from_attrs(attrs, "old").seeds_per_trial == 1
 
@@ -493,9 +516,11 @@ def test_a_study_stored_before_seeds_per_trial_keeps_one_seed_per_trial():
 def test_a_study_stored_before_its_pruner_keeps_median_pruning():
     attrs = StudySettings(TrainConfig(), space.SearchSpace.default(), "corpus").to_attrs()
     assert attrs["search"]["pruner"] == "median"  # the default for new studies, as the design card asks
+    del attrs["search"]["pruner_startup_trials"]  # stored before the pruner had start-up trials of its own
+    assert StudySettings.from_attrs(attrs, "older").pruner_startup_trials == attrs["search"]["startup_trials"] == 5
     del attrs["search"]
     old = StudySettings.from_attrs(attrs, "old")
-    assert (old.pruner, old.seeds_per_trial) == ("median", 1)
+    assert (old.pruner, old.seeds_per_trial, old.pruner_startup_trials) == ("median", 1, 5)
 
 
 def test_seeds_per_trial_scores_a_trial_by_its_seeds_mean_and_best_retrains_those_seeds(workdir, capsys, monkeypatch):
@@ -773,14 +798,14 @@ def test_a_timeout_that_cannot_hold_the_startup_trials_is_refused_before_anythin
     real = budget.fastest_speed
     monkeypatch.setattr(budget, "fastest_speed", lambda *a: measured.append(real(*a)) or 100.0)  # 100 chars/s
     chars = sum(map(len, load_corpus(workdir / "corpus").train))
-    # median pruning waits for the startup trials: each trains 2 seeds of 3 epochs (max_epochs < patience + 1)
-    args = study_args(workdir, "--trials", "2", "--no-report", "--timeout", "30")
+    # median pruning waits for its 2 start-up trials: each trains 2 seeds of 3 epochs (max_epochs < patience + 1)
+    args = study_args(workdir, "--trials", "2", "--no-report", "--timeout", "30", "--seeds-per-trial", "2")
     assert study_run.main(args) == 2
     epoch = chars / 100
     assert capsys.readouterr().err == (
         f"error: --timeout 30: not even the 2 startup trial(s) can finish in it: an epoch of this corpus ({chars:,} "
-        f"training characters) takes at least {epoch:.1f} s here (the space's fastest shape, measured), each startup "
-        f"trial 6 epoch(s), 1 at a time; give --timeout {math.ceil(2 * 6 * epoch)} or more\n"
+        f"training characters) takes at least {epoch:.1f} s here (the space's fastest shape, measured), and they "
+        f"train 12 epoch(s) at least, 1 at a time; give --timeout {math.ceil(12 * epoch)} or more\n"
     )
     assert measured and measured[0] > 0  # a real timed training ran
     assert not (workdir / "study.db").exists() or not optuna.get_all_study_names(f"sqlite:///{workdir / 'study.db'}")
@@ -788,7 +813,7 @@ def test_a_timeout_that_cannot_hold_the_startup_trials_is_refused_before_anythin
     hyperband = [*without(args, "--pruner", "--timeout"), "--pruner", "hyperband", "--workers", "2", "--timeout", "1"]
     assert study_run.main(hyperband) == 2
     assert (
-        f"each startup trial 1 epoch(s), 2 at a time; give --timeout {math.ceil(epoch)} or more"
+        f"and they train 2 epoch(s) at least, 2 at a time; give --timeout {math.ceil(epoch)} or more"
         in capsys.readouterr().err
     )
     # a budget that holds them searches; a study past its startup trials is not timed again
