@@ -213,7 +213,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--data-dir", help="corpus folder (default: $NER_DATA_DIR, else data/chisiec)")
     parser.add_argument("--configs", type=int, default=16, help="configurations in the pool (default 16)")
-    parser.add_argument("--seeds", type=int, nargs=3, default=[42, 43, 44], help="the three seeds (default 42 43 44)")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs=3,
+        metavar="SEED",
+        default=[42, 43, 44],
+        help="the trial's two seeds and the retraining's (default 42 43 44)",
+    )
     parser.add_argument("--sample-seed", type=int, default=0, help="seed of the draw of configurations (default 0)")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the cut of dev into halves (default 0)")
     parser.add_argument("--max-epochs", type=int, default=STUDY_BASE.max_epochs, help="epochs (default: the study's)")

@@ -135,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--warmup-epochs",
         type=int,
-        help=f"median pruner: a trial is first compared with the median after this epoch; hyperband: the "
-        f"fewest epochs a trial runs (default {DEFAULTS.warmup_epochs})",
+        help=f"median pruner: the first epoch at which a trial is compared with the median (default "
+        f"{DEFAULTS.warmup_epochs}); hyperband: the fewest epochs a trial runs (default {HYPERBAND_WARMUP_EPOCHS})",
     )
     run.add_argument(
         "--seeds-per-trial",
