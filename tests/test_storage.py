@@ -37,8 +37,9 @@ from .conftest import free_port, get_json
 STUDY = "bilstm-crf"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # About half a second a trial on a free core: two epochs of a tiny model.
+# 2-epoch trials, judged from epoch 3: never pruned, so every finished trial is complete.
 TINY = (
-    "--max-epochs 2 --hidden-sizes 8 16 --layers-range 1 1 --batch-sizes 16 --embed-dim 8 "
+    "--max-epochs 2 --hidden-sizes 8 16 --layers-range 1 1 --batch-sizes 16 --embed-dim 8 --warmup-epochs 3 "
     "--no-report --quiet --threads 1"
 ).split()
 # Trials of a second or two, to be caught running: more epochs, never stopped early.
