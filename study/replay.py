@@ -43,12 +43,11 @@ from ner_core.spread import KEYS
 
 from .pool import Training, build_pool, describe, draw_configs
 from .space import SearchSpace
-from .stored import STUDY_BASE, StudySettings
+from .stored import DEFAULTS, STUDY_BASE
 
 Pool = list[list[Training]]  # pool[i][j]: configuration i under seed j (j = 2: the retraining)
 Arm = Callable[[Pool, list[int]], dict[str, float]]  # a search over a draw of configurations -> half B's scores
 
-DEFAULTS = StudySettings(STUDY_BASE, SearchSpace(), data_dir="")
 RETRAINING = 2  # the seed that stands for study.best's retraining
 # (start-up trials, warm-up epochs, interval, minimum trials); the first is MedianPruner as study.run makes it
 CURRENT_PRUNER = (DEFAULTS.pruner_startup_trials, DEFAULTS.warmup_epochs, 1, 1)

@@ -33,10 +33,11 @@ from .loop import run_trials
 from .objective import Objective
 from .report import write_report
 from .search import PRUNERS, SAMPLERS, make_pruner, make_sampler
-from .space import PARAMS, SearchSpace, add_space_arguments, params_of, space_from_args
+from .space import PARAMS, add_space_arguments, params_of, space_from_args
 from .stored import (
     CREATED_MARK,
     DEFAULT_STUDY,
+    DEFAULTS,
     FINISHED,
     HYPERBAND_WARMUP_EPOCHS,
     STUDY_BASE,
@@ -53,7 +54,6 @@ from .warm import WARM_TOP, warm_start
 from .workers import auto_workers, gpu_slots, run_workers
 
 METRIC_NAMES = {"token-macro-f1": "dev token macro-F1", "entity-f1": "dev entity micro-F1"}
-DEFAULTS = StudySettings(STUDY_BASE, SearchSpace(), data_dir="")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -121,6 +121,10 @@ class StudySettings:
         return dataclasses.replace(self, **changes)
 
 
+# Every setting at its default (the suite's defaults for a study it did not create).
+DEFAULTS = StudySettings(STUDY_BASE, SearchSpace(), data_dir="")
+
+
 def get_study_id(storage: optuna.storages.BaseStorage, name: str) -> int | None:
     try:
         return storage.get_study_id_from_name(name)
@@ -154,7 +158,7 @@ def load_study(storage: optuna.storages.BaseStorage, name: str, url: str | None)
 def study_settings(study: optuna.Study) -> StudySettings:
     """The settings of a loaded study; the suite's defaults for one it did not create."""
     settings = StudySettings.from_attrs(study.user_attrs, study.study_name)
-    return settings or StudySettings(STUDY_BASE, SearchSpace(), data_dir="")
+    return settings or DEFAULTS
 
 
 def study_corpus(
