@@ -179,8 +179,8 @@ def write_figure(results: dict[str, list[dict]], targets: list[float], budget: f
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m study.bench",
-        description="The suite's search (TPE + Hyperband pruning) against random search without pruning and TPE with "
-        "median pruning, the same wall-clock budget each, several seeds per arm.",
+        description="The suite's search (TPE + median pruning, arm A) against random search without pruning (B) and "
+        "TPE with Hyperband pruning (C), the same wall-clock budget each, several seeds per arm.",
         epilog="Example: python -m study.bench --quick --budget 300   (a first look, about 15 minutes)",
     )
     parser.add_argument("--data-dir", help="corpus folder (default: $NER_DATA_DIR, else data/chisiec)")
