@@ -33,9 +33,11 @@ def cpu_bfloat16() -> bool:
 
     ``NER_HPO_BFLOAT16=0`` makes it False, so the float32-only path can be tested anywhere.
     """
-    if os.environ.get(ENV_BFLOAT16, "").strip() == "0":
-        return False
-    return _bfloat16_instructions()
+    return not _turned_off() and _bfloat16_instructions()
+
+
+def _turned_off() -> bool:
+    return os.environ.get(ENV_BFLOAT16, "").strip() == "0"
 
 
 @functools.cache
@@ -65,7 +67,9 @@ def bfloat16_missing(device: str) -> str | None:
     if bfloat16_available(device):
         return None
     if device == "cpu":
-        return "needs a CPU with AVX512-BF16 or AMX; this one has neither"
+        # Under the override the CPU may well have it: say who decided, not what the CPU lacks.
+        who = f"{ENV_BFLOAT16}=0 says " if _turned_off() else ""
+        return f"needs a CPU with AVX512-BF16 or AMX; {who}this one has neither"
     return f"needs a GPU with bfloat16 (Ampere or newer); {device} has none"
 
 

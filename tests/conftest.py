@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ner_core.config import TrainConfig
-from ner_core.runtime import cpu_bfloat16
+from ner_core.runtime import bfloat16_missing, cpu_bfloat16
 from ner_core.synthetic import make_corpus
 
 # The suite runs on 2 shared cores: one torch thread per test process keeps timings sane.
@@ -44,9 +44,7 @@ def tiny_config():
 
 
 # Tests that compute in bfloat16 need the hardware; everything else runs everywhere.
-needs_bfloat16 = pytest.mark.skipif(
-    not cpu_bfloat16(), reason="needs a CPU with bfloat16 hardware (AVX512-BF16 or AMX); this one has neither"
-)
+needs_bfloat16 = pytest.mark.skipif(not cpu_bfloat16(), reason=f"bfloat16 {bfloat16_missing('cpu')}")
 
 
 def run(*args: str, **kwargs) -> subprocess.CompletedProcess:

@@ -15,7 +15,10 @@ from ner_core.runtime import Runtime, decide_runtime, fallback
 
 from .conftest import run
 
-NO_BF16 = "--precision bfloat16 needs a CPU with AVX512-BF16 or AMX; this one has neither (use float32 or auto)"
+NO_BF16 = (
+    "--precision bfloat16 needs a CPU with AVX512-BF16 or AMX; NER_HPO_BFLOAT16=0 says this one has neither"
+    " (use float32 or auto)"
+)
 
 
 @pytest.fixture
