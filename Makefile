@@ -21,7 +21,7 @@ STORAGE ?=
 STORAGE_ARG := $(if $(STORAGE),--storage $(STORAGE),)
 # The search runs 75 minutes (STUDY_TIMEOUT) or TRIALS finished trials, whichever comes first. On
 # 2 cores either can: with pruning from epoch 1 an AMD EPYC Zen 4 finished 200 trials in 68 minutes
-# on CHisIEC, while CCLUE's last run finished 15 in the 75 (docs/results.md, Every run).
+# on CHisIEC, while on CCLUE an Intel Xeon finished 52 in the 75 (docs/results.md, Every run).
 TRIALS ?= 200
 # Seconds after which `make study` ends: no trial starts after it, and trials still running stop at
 # their next epoch end (kept as pruned; the same command resumes). 75 minutes and `make best
